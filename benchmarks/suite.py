@@ -1,0 +1,186 @@
+"""Orchestration: start each server in turn, run the selected benchmarks, collect numbers.
+
+The bare app is measured first, then the target (Runyard, or the in-memory
+mock with ``--target mock``), each on a fresh data directory and port, with
+the same load specs.  A failure inside one benchmark is recorded and the
+suite moves on; a server that does not start blocks only its own rows.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks import apis, bench_http, bench_sse, servers
+from benchmarks.loadgen import LoadResult
+
+BENCHMARKS = ("create", "ingest", "get", "sse", "rss")
+LoadBench = Callable[..., tuple[LoadResult, float]]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything the command line can change."""
+
+    quick: bool = False
+    only: frozenset[str] = frozenset(BENCHMARKS)
+    target: str = "runyard"  # "runyard" or "mock"
+    runyard_bin: Path = servers.DEFAULT_RUNYARD_BIN
+    host: str = "127.0.0.1"
+    bare_driver: str = "thread"
+    headers: tuple[tuple[str, str], ...] = ()
+    duration: float | None = None
+    subscribers: int | None = None
+    sse_procs: int = 2
+    ingest_clients: int = 4
+    ingest_batch: int = 100
+
+    @property
+    def load_seconds(self) -> float:
+        return self.duration or (2.0 if self.quick else 10.0)
+
+    @property
+    def warmup(self) -> float:
+        return 0.3 if self.quick else 1.0
+
+    @property
+    def sse_seconds(self) -> float:
+        return self.duration or (2.0 if self.quick else 10.0)
+
+    @property
+    def sse_subscribers(self) -> int:
+        return self.subscribers or (100 if self.quick else 1000)
+
+    @property
+    def idle_seconds(self) -> float:
+        return 1.0 if self.quick else 5.0
+
+
+@dataclass
+class Measurements:
+    """What one server produced; missing keys were not selected or failed."""
+
+    name: str
+    load: dict[str, tuple[LoadResult, float]] = field(default_factory=dict)
+    rss_fresh: int | None = None
+    rss_after: int | None = None
+    sse: bench_sse.SseResult | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SuiteResult:
+    """Both servers' measurements plus why the target could not run, if it could not."""
+
+    bare: Measurements | None
+    target: Measurements | None
+    target_name: str
+    blocked: str | None = None
+    seconds: float = 0.0
+
+
+def _attempt(m: Measurements, key: str, action: Callable[[], None]) -> None:
+    """Call ``action()``; on failure store a one-line reason under ``key``."""
+    try:
+        action()
+    except Exception as exc:
+        m.errors[key] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        traceback.print_exc()
+
+
+def _measure(
+    pool: Executor, server: servers.Server, api: apis.Api, opts: Options, sse: bool
+) -> Measurements:
+    m = Measurements(server.name)
+    headers = opts.headers if api is apis.RUNYARD else ()
+    cfg = bench_http.LoadConfig(opts.load_seconds, opts.warmup, headers)
+
+    def rss_fresh() -> None:
+        m.rss_fresh = bench_http.idle_rss(server, api, headers, opts.idle_seconds)
+
+    def load(key: str, fn: LoadBench, *args: int) -> None:
+        def go() -> None:
+            m.load[key] = fn(pool, server, api, cfg, *args)
+
+        _progress(f"{server.name}: {key}")
+        _attempt(m, key, go)
+
+    if "rss" in opts.only:
+        _attempt(m, "rss", rss_fresh)
+    if "create" in opts.only:
+        load("create1", bench_http.bench_create, 1)
+        load("create32", bench_http.bench_create, 32)
+    if "get" in opts.only:
+        load("get32", bench_http.bench_get, 32)
+    if "ingest" in opts.only:
+        load("ingest", bench_http.bench_ingest, opts.ingest_clients, opts.ingest_batch)
+    if sse and "sse" in opts.only:
+        _progress(f"{server.name}: sse ({opts.sse_subscribers} subscribers)")
+
+        def fan_out() -> None:
+            m.sse = bench_sse.bench_sse(
+                server, api, opts.sse_subscribers, opts.sse_procs, opts.sse_seconds,
+                headers=headers,
+            )  # fmt: skip
+
+        _attempt(m, "sse", fan_out)
+    if "rss" in opts.only:
+        time.sleep(opts.idle_seconds)
+        m.rss_after = server.rss_bytes()
+    return m
+
+
+def _progress(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def _with_server(
+    pool: Executor, name: str, argv: list[str], data_dir: Path, port: int, api: apis.Api,
+    opts: Options, sse: bool,
+) -> Measurements:  # fmt: skip
+    _progress(f"starting {name}")
+    server = servers.start_server(name, argv, data_dir, opts.host, port)
+    try:
+        return _measure(pool, server, api, opts, sse)
+    finally:
+        server.stop()
+
+
+def run_suite(opts: Options) -> SuiteResult:
+    """Measure the bare app (when a comparison is selected), then the target."""
+    started = time.perf_counter()
+    result = SuiteResult(bare=None, target=None, target_name=opts.target)
+    if opts.target == "runyard":
+        result.blocked = servers.probe_runyard(opts.runyard_bin)
+    ctx = multiprocessing.get_context("spawn")
+    with (
+        ProcessPoolExecutor(1, mp_context=ctx) as pool,
+        tempfile.TemporaryDirectory(prefix="runyard-bench-") as tmp,
+    ):
+        if opts.only & {"create", "ingest", "get", "rss"}:
+            port = servers.free_port(opts.host)
+            argv = servers.bare_argv(opts.host, port, Path(tmp, "bare"), opts.bare_driver)
+            result.bare = _with_server(
+                pool, "bare", argv, Path(tmp, "bare"), port, apis.BARE, opts, sse=False
+            )
+        if result.blocked is None:
+            port = servers.free_port(opts.host)
+            data_dir = Path(tmp, opts.target)
+            if opts.target == "mock":
+                argv = servers.mock_argv(opts.host, port, data_dir)
+            else:
+                argv = servers.runyard_argv(opts.runyard_bin, opts.host, port, data_dir)
+            try:
+                result.target = _with_server(
+                    pool, opts.target, argv, data_dir, port, apis.RUNYARD, opts, sse=True
+                )
+            except servers.ServerError as exc:
+                result.blocked = str(exc)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,145 @@
+"""Turn ``SuiteResult`` numbers into report rows with targets, ratios and verdicts.
+
+Targets come from the project brief.  Ratios are Runyard / bare app for the
+same load in the same invocation.  A load generator above 90 % of a core is
+flagged "client-bound": the number is then a floor, not the server's limit.
+"""
+
+from __future__ import annotations
+
+from benchmarks.bench_sse import SseResult
+from benchmarks.loadgen import LoadResult
+from benchmarks.report import Row, rate, ratio
+from benchmarks.suite import Measurements, Options, SuiteResult
+
+MiB = 1024 * 1024
+CLIENT_BOUND = 0.9
+
+
+def _load(m: Measurements | None, key: str) -> tuple[LoadResult, float] | None:
+    return None if m is None else m.load.get(key)
+
+
+def _why(m: Measurements | None, key: str, blocked: str | None) -> str:
+    if blocked:
+        return f"not run: {blocked.splitlines()[0]}"
+    if m is not None and key in m.errors:
+        return f"error: {m.errors[key]}"
+    return "not measured"
+
+
+def _load_note(res: LoadResult, server_cpu: float, bare: LoadResult | None, items: bool) -> str:
+    parts = [f"p50 {res.p50_ms:.2f} ms, p99 {res.p99_ms:.2f} ms"]
+    if bare is not None:
+        parts.append(f"bare {rate(bare.item_rate if items else bare.rate)}")
+    parts.append(f"server CPU {server_cpu:.0%}, client CPU {res.client_cpu:.0%}")
+    if res.client_cpu > CLIENT_BOUND:
+        parts.append("client-bound")
+    if res.errors:
+        parts.append(f"{res.errors} errors: {res.error_samples[0][:80]}")
+    return "; ".join(parts)
+
+
+def _load_row(
+    label: str, key: str, target: str, floor: float | None, result: SuiteResult, items: bool
+) -> Row:
+    got, bare = _load(result.target, key), _load(result.bare, key)
+    bare_res = bare[0] if bare else None
+    if got is None:
+        note = _why(result.target, key, result.blocked)
+        if bare_res is not None:
+            value = bare_res.item_rate if items else bare_res.rate
+            note = f"bare {rate(value)}; {note}"
+        return Row(label, "n/a", target, "", None, note)
+    res, server_cpu = got
+    value = res.item_rate if items else res.rate
+    reference = (bare_res.item_rate if items else bare_res.rate) if bare_res else 0.0
+    if floor is not None:
+        passed: bool | None = value >= floor
+    else:
+        passed = value >= 0.8 * reference if reference else None
+    return Row(
+        label, rate(value, " ev/s" if items else "/s"), target, ratio(value, reference), passed,
+        _load_note(res, server_cpu, bare_res, items),
+    )  # fmt: skip
+
+
+def _errors_row(result: SuiteResult) -> Row:
+    runs = [_load(result.target, k) for k in ("create1", "create32")]
+    measured = [r[0] for r in runs if r is not None]
+    if not measured:
+        return Row("create run errors", "n/a", "0", "", None, _why(result.target, "create1", result.blocked))
+    errors = sum(r.errors for r in measured)
+    total = sum(r.ok + r.errors for r in measured)
+    samples = [s for r in measured for s in r.error_samples][:1]
+    note = f"of {total:,} requests" + (f"; e.g. {samples[0][:100]}" if samples else "")
+    return Row("create run errors", str(errors), "0", "", errors == 0, note)
+
+
+def _sse_rows(sse: SseResult | None, opts: Options, why: str) -> list[Row]:
+    subs = opts.sse_subscribers
+    label = f"SSE fan-out, {subs} subs, 1,000 ev/s"
+    if sse is None:
+        return [
+            Row(label, "n/a", "all exact", "", None, why),
+            Row("SSE p99 commit->receipt", "n/a", "< 100 ms", "", None, why),
+        ]
+    exact = sse.exact == subs and sse.published > 0
+    rate_note = f"{sse.published:,} events at {sse.publish_rate:,.0f}/s"
+    if sse.publish_rate < 950:
+        rate_note += " (publisher could not keep 1,000/s)"
+    delivery = (
+        f"{rate_note}; connected {sse.connected}, ended {sse.ended}, short {sse.short}, "
+        f"order errors {sse.order_errors}"
+    )
+    if sse.errors:
+        delivery += f"; {sse.errors[0][:100]}"
+    cpus = "+".join(f"{c:.0%}" for c in sse.client_cpu)
+    lags = "/".join(f"{lag:.0f}" for lag in sse.client_lag_p99_ms)
+    latency = (
+        f"p50 {sse.p50_ms:.1f} ms, max {sse.max_ms:.0f} ms; publish p99 {sse.publish_p99_ms:.1f} ms;"
+        f" server CPU {sse.server_cpu:.0%}; client CPU {cpus}, client loop lag p99 {lags} ms"
+    )
+    if any(c > CLIENT_BOUND for c in sse.client_cpu):
+        latency += "; client-bound: latency includes client queueing"
+    return [
+        Row(label, f"{sse.exact}/{subs} exact", "all exact", "", exact, delivery),
+        Row("SSE p99 commit->receipt", f"{sse.p99_ms:.1f} ms", "< 100 ms", "",
+            sse.p99_ms < 100 and sse.exact > 0, latency),
+    ]  # fmt: skip
+
+
+def _rss_row(result: SuiteResult) -> Row:
+    target, bare = result.target, result.bare
+    bare_rss = bare.rss_fresh if bare else None
+    if target is None or target.rss_fresh is None:
+        note = _why(target, "rss", result.blocked)
+        if bare_rss:
+            note = f"bare {bare_rss / MiB:.0f} MiB; {note}"
+        return Row("idle RSS", "n/a", "<= 120 MiB", "", None, note)
+    rss = target.rss_fresh / MiB
+    note = f"after startup + a few requests + idle; bare {bare_rss / MiB:.0f} MiB" if bare_rss else ""
+    if target.rss_after:
+        note += f"; after the load benchmarks {target.rss_after / MiB:.0f} MiB"
+    reference = bare_rss / MiB if bare_rss else 0.0
+    return Row("idle RSS", f"{rss:.0f} MiB", "<= 120 MiB", ratio(rss, reference), rss <= 120, note)
+
+
+def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
+    """All rows for the selected benchmarks, in a fixed order."""
+    rows: list[Row] = []
+    if "create" in opts.only:
+        rows.append(_load_row("create run, 1 client", "create1", ">= 1,000/s", 1000, result, False))
+        rows.append(_load_row("create run, 32 clients", "create32", ">= 1,500/s", 1500, result, False))
+        rows.append(_errors_row(result))
+    if "ingest" in opts.only:
+        label = f"event ingest, batch {opts.ingest_batch}, {opts.ingest_clients} clients"
+        rows.append(_load_row(label, "ingest", ">= 80% of bare", None, result, True))
+    if "get" in opts.only:
+        rows.append(_load_row("get run, 32 clients", "get32", ">= 5,000/s", 5000, result, False))
+    if "sse" in opts.only:
+        target = result.target
+        rows.extend(_sse_rows(target.sse if target else None, opts, _why(target, "sse", result.blocked)))
+    if "rss" in opts.only:
+        rows.append(_rss_row(result))
+    return rows

@@ -1,0 +1,60 @@
+"""``create_app(settings)``: the only way to get a Runyard ASGI app."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from runyard import __version__
+from runyard.container import Services
+from runyard.events.router import router as events_router
+from runyard.http.errors import install_error_handlers
+from runyard.http.middleware import RequestContextMiddleware
+from runyard.http.responses import json_response
+from runyard.observability.metrics import Metrics
+from runyard.observability.router import router as operations_router
+from runyard.pipelines.router import router as pipelines_router
+from runyard.runners.router import router as runner_router
+from runyard.runs.router import router as runs_router
+from runyard.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.start(settings, metrics)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="Runyard",
+        version=__version__,
+        summary="A control plane for runs: durable, gap-free event streams over SSE.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    install_error_handlers(app)
+    for router in (runs_router, events_router, runner_router, pipelines_router, operations_router):
+        app.include_router(router)
+
+    @app.get("/api-doc/openapi.json", include_in_schema=False)
+    async def openapi_alias() -> Response:
+        return json_response(app.openapi())
+
+    @app.get("/swagger-ui/", include_in_schema=False)
+    async def swagger_alias(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Runyard API")
+
+    return app

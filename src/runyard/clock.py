@@ -1,0 +1,25 @@
+"""Time, always timezone-aware UTC, rendered as RFC 3339 with ``Z``."""
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(value: datetime | None) -> str | None:
+    """RFC 3339 with millisecond precision and a ``Z`` suffix; ``None`` passes through."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime")
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp; naive values are refused."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone")
+    return parsed.astimezone(UTC)

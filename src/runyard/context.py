@@ -1,0 +1,11 @@
+"""Who is asking: what every service call carries instead of an HTTP request."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    workspace_id: str
+    actor: str
+    request_id: str | None = None
+    role: str = "admin"

@@ -1,0 +1,155 @@
+"""Appending to and reading from event streams.
+
+Sequences come from the stream's counter row (see :func:`repo.reserve`); events are published
+to the broker only after their transaction commits (:meth:`Tx.after_commit`).
+"""
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from runyard.broker import Broker
+from runyard.clock import isoformat, utcnow
+from runyard.db.engine import Database, Tx
+from runyard.events import repo
+from runyard.events.schemas import envelope, envelope_frame
+from runyard.events.streaming import channel, pack
+from runyard.ids import new_id
+from runyard.observability.metrics import Metrics
+from runyard.problems import NotFound
+
+PAGE_SIZE = 1000
+
+
+@dataclass(slots=True)
+class NewEvent:
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    step: str | None = None
+    time: datetime | None = None
+
+
+class EventService:
+    def __init__(self, db: Database, broker: Broker, metrics: Metrics) -> None:
+        self.db = db
+        self.broker = broker
+        self.metrics = metrics
+
+    async def create_stream(self, tx: Tx, *, stream_id: str, workspace_id: str, kind: str) -> None:
+        await repo.create_stream(
+            tx.conn, stream_id=stream_id, workspace_id=workspace_id, kind=kind, created_at=utcnow()
+        )
+
+    async def reserve(
+        self, tx: Tx, stream_id: str, count: int, *, workspace_id: str | None = None
+    ) -> int:
+        """Take ``count`` sequences (holding the stream's lock until commit); the first one."""
+        last = await repo.reserve(tx.conn, stream_id, count, workspace_id=workspace_id)
+        if last is None:
+            raise NotFound(f"event stream {stream_id} does not exist", code="stream_not_found")
+        return last - count + 1
+
+    async def write(
+        self,
+        tx: Tx,
+        stream_id: str,
+        first: int,
+        items: Sequence[NewEvent],
+        *,
+        run_id: str | None,
+        source: str,
+        attempt: int | None,
+    ) -> list[dict[str, Any]]:
+        """Insert ``items`` at the sequences reserved from ``first``; published after commit."""
+        now = utcnow()
+        rows = [
+            {
+                "id": new_id("evt"),
+                "stream_id": stream_id,
+                "sequence": first + offset,
+                "run_id": run_id,
+                "type": item.type,
+                "time": item.time or now,
+                "source": source,
+                "step": item.step,
+                "attempt": attempt,
+                "data": item.data,
+            }
+            for offset, item in enumerate(items)
+        ]
+        await repo.insert(tx.conn, rows)
+        envelopes = [
+            {**row, "time": isoformat(now if item.time is None else item.time)}
+            for row, item in zip(rows, items, strict=True)
+        ]
+        last = first + len(items) - 1
+        message = pack(first, last, items[-1].type, b"".join(map(envelope_frame, envelopes)))
+
+        async def publish() -> None:
+            self.metrics.events_appended.inc(len(items))
+            await self.broker.publish(channel(stream_id), message)
+
+        tx.after_commit(publish)
+        return envelopes
+
+    async def append(
+        self,
+        tx: Tx,
+        stream_id: str,
+        items: Sequence[NewEvent],
+        *,
+        run_id: str | None,
+        source: str,
+        attempt: int | None,
+    ) -> list[dict[str, Any]]:
+        """Append ``items`` with contiguous sequences; published after ``tx`` commits."""
+        first = await self.reserve(tx, stream_id, len(items))
+        return await self.write(
+            tx, stream_id, first, items, run_id=run_id, source=source, attempt=attempt
+        )
+
+    async def delete_stream(self, tx: Tx, stream_id: str) -> None:
+        await repo.delete_stream(tx.conn, stream_id)
+
+    async def last_sequence(self, conn: AsyncConnection, stream_id: str) -> int:
+        return await repo.last_sequence(conn, stream_id) or 0
+
+    async def page(
+        self,
+        stream_id: str,
+        *,
+        after: int,
+        limit: int,
+        types: Sequence[str] = (),
+        until: int | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` events after ``after``, and whether more follow."""
+        async with self.db.read() as conn:
+            rows = await repo.page(
+                conn, stream_id, after=after, limit=limit + 1, types=types, until=until
+            )
+        return [envelope(row) for row in rows[:limit]], len(rows) > limit
+
+    async def iterate(
+        self, stream_id: str, *, after: int = 0, types: Sequence[str] = (), limit: int | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of events after ``after`` until the end of what is committed (or ``limit``)."""
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            batch, has_more = await self.page(stream_id, after=after, limit=size, types=types)
+            if batch:
+                yield batch
+                after = batch[-1]["sequence"]
+                if remaining is not None:
+                    remaining -= len(batch)
+            if not has_more:
+                return
+
+
+def dumps_line(env: dict[str, Any]) -> bytes:
+    return orjson.dumps(env) + b"\n"

@@ -1,0 +1,65 @@
+"""Request ids, latency metrics, and the last-resort 500 (pure ASGI: streaming stays intact)."""
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runyard.http.errors import problem_response
+from runyard.observability.metrics import Metrics
+
+log = logging.getLogger("runyard.http")
+_VALID_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _VALID_REQUEST_ID.match(candidate):
+                    request_id = candidate
+                break
+        request_id = request_id or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        response_started = False
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                MutableHeaders(scope=message).append("x-request-id", request_id)
+                route = scope.get("route")
+                self.metrics.http_duration.labels(
+                    method=scope["method"],
+                    route=getattr(route, "path", "unmatched"),
+                    status=str(message["status"]),
+                ).observe(time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        except Exception:
+            log.exception("unhandled error (request %s)", request_id)
+            if response_started:
+                raise
+            response = problem_response(
+                request_id,
+                status=500,
+                code="internal_error",
+                title="Internal server error",
+                detail="the server failed to handle this request; quote the request_id",
+            )
+            await response(scope, receive, send_with_context)

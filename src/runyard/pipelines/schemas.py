@@ -1,0 +1,86 @@
+"""Pipeline definitions (DESIGN §7)."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
+
+
+class Executor(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["steps", "worker", "http"] = "steps"
+
+
+class StepSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    uses: str = Field(min_length=1, max_length=100)
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    if_: str | None = Field(None, alias="if")
+    timeout_seconds: int | None = Field(None, ge=1)
+    retries: int = Field(0, ge=0, le=100)
+
+
+class PipelineFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(None, max_length=10_000)
+    executor: Executor = Field(default_factory=Executor)
+    input_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema the run input is validated against."
+    )
+    environment: dict[str, Any] | None = None
+    steps: list[StepSpec] = Field(default_factory=list)
+    rollback_steps: list[StepSpec] | None = None
+    max_attempts: int = Field(1, ge=1, le=100)
+    timeout_seconds: int = Field(3600, ge=1)
+    lease_seconds: int | None = Field(None, ge=1)
+    labels: list[str] = Field(default_factory=list)
+    concurrency_limit: int | None = Field(None, ge=1)
+
+
+class PipelineCreate(PipelineFields):
+    name: str = Field(pattern=NAME_PATTERN)
+
+
+class PipelineUpdate(BaseModel):
+    """Any subset of the definition; the pipeline gets a new version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    executor: Executor | None = None
+    input_schema: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    steps: list[StepSpec] | None = None
+    rollback_steps: list[StepSpec] | None = None
+    max_attempts: int | None = Field(None, ge=1, le=100)
+    timeout_seconds: int | None = Field(None, ge=1)
+    lease_seconds: int | None = Field(None, ge=1)
+    labels: list[str] | None = None
+    concurrency_limit: int | None = Field(None, ge=1)
+
+
+class PipelineOut(PipelineFields):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["pipeline"] = "pipeline"
+    workspace_id: str
+    name: str
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class PipelineList(BaseModel):
+    data: list[PipelineOut]
+    next_cursor: str | None
+    has_more: bool
+
+
+def spec_of(fields: PipelineFields | PipelineUpdate) -> dict[str, Any]:
+    return fields.model_dump(mode="json", by_alias=True, exclude_unset=False, exclude={"name"})

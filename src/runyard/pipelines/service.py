@@ -1,0 +1,176 @@
+"""Pipelines: versioned definitions of how a run executes, and run-input validation."""
+
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from sqlalchemy.exc import IntegrityError
+
+from runyard.audit.service import AuditService
+from runyard.clock import isoformat, utcnow
+from runyard.context import Caller
+from runyard.db.engine import Database
+from runyard.http.pagination import decode_cursor, page_of
+from runyard.ids import new_id
+from runyard.pipelines import repo
+from runyard.pipelines.schemas import PipelineCreate, PipelineUpdate, spec_of
+from runyard.problems import InvalidInput, PipelineExists, PipelineNotFound
+
+
+def pipeline_resource(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "pipeline",
+        "workspace_id": row["workspace_id"],
+        "name": row["name"],
+        "version": row["version"],
+        **row["spec"],
+        "created_at": isoformat(row["created_at"]),
+        "updated_at": isoformat(row["updated_at"]),
+    }
+
+
+def _check_schema(schema: dict[str, Any] | None) -> None:
+    if schema is None:
+        return
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidInput(
+            "input_schema is not a valid JSON Schema",
+            errors=[{"loc": ["body", "input_schema", *exc.path], "msg": exc.message}],
+        ) from exc
+
+
+@lru_cache(maxsize=1024)
+def _validator(schema_json: bytes) -> Draft202012Validator:
+    return Draft202012Validator(orjson.loads(schema_json))
+
+
+def validate_input(pipeline: dict[str, Any], value: dict[str, Any]) -> None:
+    """400 with one field error per violation when ``value`` breaks the input schema."""
+    schema = pipeline["spec"].get("input_schema")
+    if not schema:
+        return
+    validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise InvalidInput(
+            f"input does not match the input_schema of pipeline {pipeline['name']}",
+            errors=[
+                {"loc": ["body", "input", *error.absolute_path], "msg": error.message}
+                for error in errors
+            ],
+        )
+
+
+class PipelineService:
+    def __init__(self, db: Database, audit: AuditService) -> None:
+        self.db = db
+        self.audit = audit
+
+    async def create(self, caller: Caller, body: PipelineCreate) -> dict[str, Any]:
+        _check_schema(body.input_schema)
+        now = utcnow()
+        row: dict[str, Any] = {
+            "id": new_id("pl"),
+            "workspace_id": caller.workspace_id,
+            "name": body.name,
+            "version": 1,
+            "spec": spec_of(body),
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self.db.write() as tx:
+                if await repo.find(tx.conn, caller.workspace_id, name=body.name):
+                    raise PipelineExists(f"a pipeline named {body.name!r} already exists")
+                await repo.insert(tx.conn, row)
+                await self.audit.record(
+                    tx, caller, "pipeline.create", "pipeline", row["id"], {"name": body.name}
+                )
+        except IntegrityError as exc:
+            raise PipelineExists(f"a pipeline named {body.name!r} already exists") from exc
+        return pipeline_resource(row)
+
+    async def get(self, caller: Caller, ref: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            return await self._find(conn, caller.workspace_id, ref)
+
+    async def resolve(
+        self, caller: Caller, *, name: str | None, pipeline_id: str | None
+    ) -> dict[str, Any]:
+        """The pipeline a new run names (404 ``pipeline_not_found`` when unknown)."""
+        if name is None and pipeline_id is None:
+            raise InvalidInput(
+                "a run needs `pipeline` (name) or `pipeline_id`",
+                errors=[{"loc": ["body", "pipeline"], "msg": "Field required"}],
+            )
+        async with self.db.read() as conn:
+            row = await repo.find(conn, caller.workspace_id, pipeline_id=pipeline_id, name=name)
+        if row is None:
+            raise PipelineNotFound(f"pipeline {pipeline_id or name} not found")
+        return row
+
+    async def list_page(self, caller: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
+        after = decode_cursor(cursor)
+        async with self.db.read() as conn:
+            rows = await repo.list_page(conn, caller.workspace_id, after=after, limit=limit + 1)
+        rows, next_cursor, has_more = page_of(rows, limit)
+        return {
+            "data": [pipeline_resource(r) for r in rows],
+            "next_cursor": next_cursor,
+            "has_more": has_more,
+        }
+
+    async def update(self, caller: Caller, ref: str, body: PipelineUpdate) -> dict[str, Any]:
+        changes = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        if "input_schema" in changes:
+            _check_schema(changes["input_schema"])
+        async with self.db.write() as tx:
+            row = await self._find(tx.conn, caller.workspace_id, ref, for_update=True)
+            row["spec"] = {**row["spec"], **changes}
+            row["version"] += 1
+            row["updated_at"] = utcnow()
+            await repo.update(
+                tx.conn,
+                row["id"],
+                version=row["version"],
+                spec=row["spec"],
+                updated_at=row["updated_at"],
+            )
+            await self.audit.record(
+                tx,
+                caller,
+                "pipeline.update",
+                "pipeline",
+                row["id"],
+                {"version": row["version"], "changed": sorted(changes)},
+            )
+        return pipeline_resource(row)
+
+    async def delete(self, caller: Caller, ref: str) -> None:
+        async with self.db.write() as tx:
+            row = await self._find(tx.conn, caller.workspace_id, ref, for_update=True)
+            await repo.delete(tx.conn, row["id"])
+            await self.audit.record(
+                tx, caller, "pipeline.delete", "pipeline", row["id"], {"name": row["name"]}
+            )
+
+    @staticmethod
+    async def _find(
+        conn: Any, workspace_id: str, ref: str, for_update: bool = False
+    ) -> dict[str, Any]:
+        by_id = ref.startswith("pl_")
+        row = await repo.find(
+            conn,
+            workspace_id,
+            pipeline_id=ref if by_id else None,
+            name=None if by_id else ref,
+            for_update=for_update,
+        )
+        if row is None:
+            raise PipelineNotFound(f"pipeline {ref} not found")
+        return row

@@ -1,0 +1,129 @@
+"""Domain errors and their one rendering: RFC 9457 ``application/problem+json``.
+
+Services raise a :class:`DomainError` subclass; the HTTP layer renders every error,
+including FastAPI's validation and routing errors, with :func:`problem_body`.
+
+    DomainError
+    ├── BadRequest (400)            ── InvalidInput, ReservedEventType
+    ├── NotFound (404)              ── RunNotFound, PipelineNotFound
+    ├── Conflict (409)              ── InvalidTransition, RunExists, PipelineExists
+    └── PayloadTooLarge (413)
+"""
+
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "https://runyard.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class DomainError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class BadRequest(DomainError):
+    pass
+
+
+class InvalidInput(BadRequest):
+    code = "invalid_input"
+    title = "Invalid input"
+
+
+class ReservedEventType(BadRequest):
+    code = "reserved_event_type"
+    title = "Reserved event type"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class RunNotFound(NotFound):
+    code = "run_not_found"
+    title = "Run not found"
+
+
+class PipelineNotFound(NotFound):
+    code = "pipeline_not_found"
+    title = "Pipeline not found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    title = "Invalid state transition"
+
+
+class RunExists(Conflict):
+    code = "run_exists"
+    title = "Run already exists"
+
+
+class PipelineExists(Conflict):
+    code = "pipeline_exists"
+    title = "Pipeline already exists"
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class Unavailable(DomainError):
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
+
+
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    request_id: str,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one problem shape; ``error`` repeats ``detail`` for clients of the simpler APIs."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "error": detail,
+        "request_id": request_id,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
+    return body

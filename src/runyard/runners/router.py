@@ -1,0 +1,141 @@
+"""Runner callbacks (DESIGN §8): events and status. Open mode for now; leases come later."""
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from runyard.events.schemas import (
+    EVENT_TYPE_PATTERN,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    MAX_DATA_BYTES,
+    MAX_TYPE_LENGTH,
+    RESERVED_PREFIXES,
+    AppendResult,
+    EventBatchIn,
+    EventIn,
+)
+from runyard.events.service import NewEvent
+from runyard.http.body import read_limited
+from runyard.http.deps import CallerDep, RunServiceDep
+from runyard.http.errors import problem_responses
+from runyard.http.responses import json_response
+from runyard.problems import BadRequest, InvalidInput, PayloadTooLarge, ReservedEventType
+from runyard.runs.schemas import RunStatusReport, StatusResult
+
+router = APIRouter(prefix="/v1/runner/runs", tags=["runner"])
+
+_EVENTS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        EventIn.model_json_schema(),
+                        EventBatchIn.model_json_schema(ref_template="#/$defs/{model}"),
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+def _to_new_event(index: int | None, event: EventIn) -> NewEvent:
+    loc: list[Any] = ["body", "events", index] if index is not None else ["body"]
+    event_type = event.type or event.eventType
+    if not event_type:
+        raise InvalidInput(
+            "an event needs a `type`", errors=[{"loc": [*loc, "type"], "msg": "Field required"}]
+        )
+    if len(event_type) > MAX_TYPE_LENGTH or not EVENT_TYPE_PATTERN.match(event_type):
+        raise InvalidInput(
+            f"event type {event_type!r} is not dotted lowercase (at most 64 characters)",
+            errors=[{"loc": [*loc, "type"], "msg": "must match ^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)*$"}],
+        )
+    if event_type.startswith(RESERVED_PREFIXES):
+        raise ReservedEventType(
+            f"event type {event_type!r} is reserved for the server",
+            errors=[{"loc": [*loc, "type"], "msg": "reserved prefix"}],
+        )
+    data = event.data
+    if data is None:
+        data = {}
+        if event.message is not None:
+            data["message"] = event.message
+        if event.metadata is not None:
+            data["metadata"] = event.metadata
+    if len(orjson.dumps(data)) > MAX_DATA_BYTES:
+        raise PayloadTooLarge(
+            f"event data exceeds {MAX_DATA_BYTES} bytes", limit=MAX_DATA_BYTES, loc=loc
+        )
+    return NewEvent(type=event_type, data=data, step=event.step, time=event.time)
+
+
+def parse_events(raw: bytes) -> list[NewEvent]:
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("the request body is not valid JSON", code="malformed_json") from exc
+    if not isinstance(document, dict):
+        raise InvalidInput(
+            'the body must be an event object or {"events": [...]}',
+            errors=[{"loc": ["body"], "msg": "expected an object"}],
+        )
+    try:
+        if "events" in document:
+            batch = EventBatchIn.model_validate(document).events
+            if not batch:
+                raise InvalidInput(
+                    "the batch is empty", errors=[{"loc": ["body", "events"], "msg": "empty"}]
+                )
+            if len(batch) > MAX_BATCH_EVENTS:
+                raise PayloadTooLarge(
+                    f"a batch holds at most {MAX_BATCH_EVENTS} events", limit=MAX_BATCH_EVENTS
+                )
+            return [_to_new_event(i, event) for i, event in enumerate(batch)]
+        return [_to_new_event(None, EventIn.model_validate(document))]
+    except ValidationError as exc:
+        raise InvalidInput(
+            "the events are invalid",
+            errors=[{"loc": ["body", *e["loc"]], "msg": e["msg"]} for e in exc.errors()],
+        ) from exc
+
+
+@router.post(
+    "/{run_id}/events",
+    response_model=AppendResult,
+    summary="Append one event or an atomic batch to a run",
+    openapi_extra=_EVENTS_BODY,
+    responses=problem_responses(400, 404, 409, 413),
+)
+async def post_events(
+    run_id: str, request: Request, caller: CallerDep, runs: RunServiceDep
+) -> Response:
+    items = parse_events(await read_limited(request, MAX_BATCH_BYTES))
+    envelopes = await runs.ingest(caller, run_id, items)
+    return json_response(
+        {
+            "ok": True,
+            "event_ids": [env["id"] for env in envelopes],
+            "first_sequence": envelopes[0]["sequence"],
+            "last_sequence": envelopes[-1]["sequence"],
+        }
+    )
+
+
+@router.post(
+    "/{run_id}/status",
+    response_model=StatusResult,
+    summary="Report a run's status, progress, output, metrics or usage",
+    responses=problem_responses(400, 404, 409),
+)
+async def post_status(
+    run_id: str, body: RunStatusReport, caller: CallerDep, runs: RunServiceDep
+) -> Response:
+    run = await runs.report(caller, run_id, body)
+    return json_response({"ok": True, "run": run})

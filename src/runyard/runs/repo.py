@@ -1,0 +1,115 @@
+"""Run queries (Core statements; flushes, never commits).
+
+Reads join the run's event stream for ``last_sequence`` — the one place where runs read an
+events table, because a second query per run (or per list item) would cost every read.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from runyard.db import dialect
+from runyard.events.tables import event_streams
+from runyard.runs.tables import runs
+
+_WITH_SEQUENCE = sa.select(runs, event_streams.c.last_sequence).outerjoin(
+    event_streams, event_streams.c.id == runs.c.id
+)
+_LIST_COLUMNS = [c for c in runs.c if c.name not in ("steps", "input", "output")]
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(sa.insert(runs).values(**values))
+
+
+async def exists(conn: AsyncConnection, run_id: str) -> bool:
+    result = await conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id))
+    return result.first() is not None
+
+
+async def get(
+    conn: AsyncConnection, workspace_id: str, run_id: str, *, for_update: bool = False
+) -> dict[str, Any] | None:
+    query = _WITH_SEQUENCE.where(runs.c.id == run_id, runs.c.workspace_id == workspace_id)
+    if for_update:
+        query = query.with_for_update(of=runs)
+    row = (await conn.execute(query)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def status_and_attempt(conn: AsyncConnection, run_id: str) -> tuple[str, int]:
+    result = await conn.execute(sa.select(runs.c.status, runs.c.attempt).where(runs.c.id == run_id))
+    status, attempt = result.one()
+    return status, attempt
+
+
+async def update(conn: AsyncConnection, run_id: str, values: dict[str, Any]) -> None:
+    await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(**values))
+
+
+async def delete(conn: AsyncConnection, run_id: str) -> None:
+    await conn.execute(sa.delete(runs).where(runs.c.id == run_id))
+
+
+async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
+    result = await conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
+    return {str(status): int(count) for status, count in result.all()}
+
+
+async def list_page(
+    conn: AsyncConnection,
+    workspace_id: str,
+    *,
+    statuses: Sequence[str] = (),
+    pipeline: str | None = None,
+    tags: Sequence[str] = (),
+    codename: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    session_id: str | None = None,
+    input_filters: Sequence[tuple[list[str], str]] = (),
+    q: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Newest first, keyset-paginated on ``(created_at, id)``; returns up to ``limit`` rows."""
+    name = conn.dialect.name
+    query = (
+        sa.select(*_LIST_COLUMNS, event_streams.c.last_sequence)
+        .outerjoin(event_streams, event_streams.c.id == runs.c.id)
+        .where(runs.c.workspace_id == workspace_id)
+    )
+    if statuses:
+        query = query.where(runs.c.status.in_(statuses))
+    if pipeline is not None:
+        query = query.where(runs.c.pipeline == pipeline)
+    for tag in tags:
+        query = query.where(dialect.json_array_contains(name, runs.c.tags, tag))
+    if codename is not None:
+        query = query.where(runs.c.codename == codename)
+    if created_after is not None:
+        query = query.where(runs.c.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(runs.c.created_at < created_before)
+    if session_id is not None:
+        query = query.where(runs.c.session_id == session_id)
+    for path, value in input_filters:
+        query = query.where(dialect.json_scalar_text(name, runs.c.input, path) == value)
+    if q:
+        pattern = f"%{q}%"
+        query = query.where(
+            sa.or_(runs.c.codename.ilike(pattern), sa.cast(runs.c.tags, sa.Text).ilike(pattern))
+        )
+    if after is not None:
+        created_at, run_id = after
+        query = query.where(
+            sa.or_(
+                runs.c.created_at < created_at,
+                sa.and_(runs.c.created_at == created_at, runs.c.id < run_id),
+            )
+        )
+    query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+    return [dict(row._mapping) for row in (await conn.execute(query)).all()]

@@ -1,0 +1,79 @@
+"""All configuration, read from ``RUNYARD_*`` environment variables.
+
+``docs/configuration.md`` is generated from this model (``python -m runyard.cli.docgen``);
+a test keeps the two in step.
+"""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runyard server settings. Every field is ``RUNYARD_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path(".runyard"),
+        description="Directory for the embedded SQLite database, blobs and the server secret.",
+    )
+    database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy async URL: `sqlite+aiosqlite:///path.db` or "
+            "`postgresql+asyncpg://user@host/db`. Default: SQLite at `<data_dir>/runyard.db`."
+        ),
+    )
+    database_schema: str | None = Field(
+        None,
+        description="PostgreSQL schema holding Runyard's tables (created if missing). "
+        "Default: the connection's `search_path`.",
+    )
+    database_pool_size: int = Field(10, ge=1, description="Connections kept in the pool.")
+    broker_url: str = Field(
+        "memory://",
+        description="Live fan-out broker: `memory://` (in-process, single server).",
+    )
+    host: str = Field("127.0.0.1", description="Address `runyard serve` binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `runyard serve` binds to.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL under which clients and runners reach this server. "
+        "Default: `http://<host>:<port>`.",
+    )
+    insecure: bool = Field(
+        False,
+        description="Allow binding a non-loopback address while open mode (no API keys) is on.",
+    )
+    worker_enabled: bool = Field(
+        True,
+        description="Run the embedded worker inside `runyard serve` (reported as `runner_mode`).",
+    )
+    log_level: str = Field("info", description="Log level of the server: debug, info, warning.")
+    sse_keepalive_seconds: float = Field(
+        10.0, gt=0, description="Seconds between `: keep-alive` comments on idle SSE streams."
+    )
+    sse_retry_ms: int = Field(
+        2000, ge=0, description="Reconnect delay suggested to SSE clients (`retry:`)."
+    )
+    sse_queue_size: int = Field(
+        4096,
+        ge=1,
+        description="Live events buffered per SSE subscriber before it falls back to the database.",
+    )
+    sse_max_resyncs: int = Field(
+        20,
+        ge=0,
+        description="Database catch-ups a lagging SSE subscriber may need per stream before the "
+        "server sends `stream.reset` and closes it.",
+    )
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'runyard.db').resolve()}"
+
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
