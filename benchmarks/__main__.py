@@ -24,15 +24,26 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
     )
     parser.add_argument("--quick", action="store_true", help="2 s runs, 100 SSE subscribers")
     parser.add_argument(
-        "--only", action="append", metavar="NAME",
+        "--only",
+        action="append",
+        metavar="NAME",
         help=f"run only these benchmarks (repeatable or comma-separated): {', '.join(BENCHMARKS)}",
-    )  # fmt: skip
-    parser.add_argument("--target", choices=("runyard", "mock"), default="runyard",
-                        help="server under test; `mock` is an in-memory stand-in for self-tests")
+    )
+    parser.add_argument(
+        "--target",
+        choices=("runyard", "mock"),
+        default="runyard",
+        help="server under test; `mock` is an in-memory stand-in for self-tests",
+    )
     parser.add_argument("--runyard-bin", type=Path, default=servers.DEFAULT_RUNYARD_BIN)
     parser.add_argument("--bare-driver", choices=("thread", "inline"), default="thread")
-    parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
-                        help="extra header on every request to the target (e.g. auth)")
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra header on every request to the target (e.g. auth)",
+    )
     parser.add_argument("--duration", type=float, help="seconds per load/SSE benchmark")
     parser.add_argument("--subscribers", type=int, help="SSE subscribers (default 1000, quick 100)")
     parser.add_argument("--sse-procs", type=int, default=2, choices=(1, 2, 3, 4))
@@ -52,9 +63,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
             parser.error(f"--header needs 'NAME: VALUE', got {item!r}")
         headers.append((name.strip(), value.strip()))
     return Options(
-        quick=args.quick, only=frozenset(only), target=args.target, runyard_bin=args.runyard_bin,
-        bare_driver=args.bare_driver, headers=tuple(headers), duration=args.duration,
-        subscribers=args.subscribers, sse_procs=args.sse_procs, ingest_clients=args.ingest_clients,
+        quick=args.quick,
+        only=frozenset(only),
+        target=args.target,
+        runyard_bin=args.runyard_bin,
+        bare_driver=args.bare_driver,
+        headers=tuple(headers),
+        duration=args.duration,
+        subscribers=args.subscribers,
+        sse_procs=args.sse_procs,
+        ingest_clients=args.ingest_clients,
     ), args.json
 
 
@@ -73,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = build_rows(result, opts)
     mode = "quick" if opts.quick else "full"
     title = (
-        f"Runyard benchmarks ({mode}; target {result.target_name}; {os.cpu_count()} cores; "
-        f"Python {platform.python_version()}; {result.seconds:.0f} s)"
+        f"Runyard benchmarks ({mode}; target {result.target_name}; bare driver "
+        f"{opts.bare_driver}; {os.cpu_count()} cores; Python {platform.python_version()}; "
+        f"{result.seconds:.0f} s)"
     )
     print()
     print(render(rows, title))

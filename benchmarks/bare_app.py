@@ -124,11 +124,22 @@ def create_app(data_dir: Path, inline: bool = False) -> FastAPI:
     async def create_run(body: RunIn) -> Response:
         now = _now()
         run = {
-            "id": f"run_{ULID()}", "workspace_id": "default", "pipeline": body.pipeline,
-            "status": "queued", "input": body.input, "steps": [], "tags": [], "metadata": {},
-            "attempt": 1, "max_attempts": 1, "progress": 0.0, "created_by": "bench",
-            "created_at": now, "queued_at": now, "updated_at": now,
-        }  # fmt: skip
+            "id": f"run_{ULID()}",
+            "workspace_id": "default",
+            "pipeline": body.pipeline,
+            "status": "queued",
+            "input": body.input,
+            "steps": [],
+            "tags": [],
+            "metadata": {},
+            "attempt": 1,
+            "max_attempts": 1,
+            "progress": 0.0,
+            "created_by": "bench",
+            "created_at": now,
+            "queued_at": now,
+            "updated_at": now,
+        }
         row = tuple(
             orjson.dumps(v).decode() if isinstance(v, dict | list) else v for v in run.values()
         )
@@ -149,7 +160,7 @@ def create_app(data_dir: Path, inline: bool = False) -> FastAPI:
         found = await store.read(select)
         if found is None:
             return _json({"title": "run not found"}, 404)
-        run = dict(zip(RUN_COLUMNS.split(", "), found))
+        run = dict(zip(RUN_COLUMNS.split(", "), found, strict=True))
         for key in ("input", "steps", "tags", "metadata"):
             run[key] = orjson.loads(run[key])
         return _json(run)

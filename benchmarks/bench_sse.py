@@ -60,6 +60,7 @@ class _Published:
     first: int = 0
     last: int = 0
     count: int = 0
+    seconds: float = 0.0  # from the first post to the last answer
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -112,6 +113,7 @@ async def _publish(
             out.first = out.first or first
             out.last = last
             out.count += last - first + 1
+        out.seconds = loop.time() - start
         await apis.set_status(api, conn, run_id, "completed")
     finally:
         await conn.close()
@@ -175,12 +177,10 @@ def bench_sse(
                 raise RuntimeError(f"subscriber process failed: {value}")
         cpu0 = server.cpu_seconds()
         wall0 = time.perf_counter()
-        published = asyncio.run(
-            _publish(server, api, headers, run_id, duration, batch, interval)
-        )
+        published = asyncio.run(_publish(server, api, headers, run_id, duration, batch, interval))
         result.server_cpu = (server.cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
         result.published = published.count
-        result.publish_seconds = duration
+        result.publish_seconds = published.seconds
         result.errors.extend(published.errors[:3])
         if published.latencies:
             published.latencies.sort()

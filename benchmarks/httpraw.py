@@ -10,6 +10,7 @@ SSE publisher and the setup steps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,10 +78,8 @@ class RawConnection:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
             writer.close()
-            try:
+            with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            except (OSError, asyncio.CancelledError):  # pragma: no cover - best effort
-                pass
 
     def encode(self, method: str, path: str, body: bytes | None = None) -> bytes:
         """A request for this connection's host with its default headers."""
@@ -95,9 +94,11 @@ class RawConnection:
         """Write a pre-encoded request and read exactly one response."""
         if self._writer is None or self._reader is None:
             await self.connect()
-        assert self._writer is not None and self._reader is not None
-        self._writer.write(raw)
-        return await self._read_response(self._reader)
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:  # pragma: no cover - connect() sets both
+            raise HttpProtocolError("not connected")
+        writer.write(raw)
+        return await self._read_response(reader)
 
     async def _read_response(self, reader: asyncio.StreamReader) -> Response:
         head = await reader.readuntil(b"\r\n\r\n")

@@ -75,7 +75,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted list (0 for an empty list)."""
     if not sorted_values:
         return 0.0
-    rank = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
+    rank = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values) + 0.5) - 1))
     return sorted_values[rank]
 
 
@@ -95,7 +95,10 @@ async def _run(spec: LoadSpec) -> LoadResult:
     conns = [RawConnection(spec.host, spec.port, spec.headers) for _ in spec.plans]
     async with asyncio.timeout(30):
         await asyncio.gather(*(c.connect() for c in conns))
-    plans = [[c.encode(r.method, r.path, r.body) for r in plan] for c, plan in zip(conns, spec.plans)]
+    plans = [
+        [c.encode(r.method, r.path, r.body) for r in plan]
+        for c, plan in zip(conns, spec.plans, strict=True)
+    ]
     latencies: list[float] = []
     start = time.perf_counter()
     window_start = start + spec.warmup
@@ -106,7 +109,7 @@ async def _run(spec: LoadSpec) -> LoadResult:
             await asyncio.gather(
                 *(
                     _worker(c, p, spec.expect_status, window_start, deadline, latencies, result)
-                    for c, p in zip(conns, plans)
+                    for c, p in zip(conns, plans, strict=True)
                 )
             )
     finally:

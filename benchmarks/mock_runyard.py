@@ -46,8 +46,14 @@ class Stream:
 
     def append(self, run_id: str, kind: str, data: dict[str, Any]) -> tuple[int, str]:
         sequence, event_id = len(self.frames) + 1, f"evt_{ULID()}"
-        envelope = {"id": event_id, "run_id": run_id, "sequence": sequence, "type": kind,
-                    "time": _now(), "data": data}  # fmt: skip
+        envelope = {
+            "id": event_id,
+            "run_id": run_id,
+            "sequence": sequence,
+            "type": kind,
+            "time": _now(),
+            "data": data,
+        }
         self.frames.append(
             b"id: %d\nevent: %s\ndata: %s\n\n" % (sequence, kind.encode(), orjson.dumps(envelope))
         )
@@ -77,8 +83,14 @@ def create_app() -> FastAPI:
     async def create_run(request: Request) -> Response:
         body = orjson.loads(await request.body())
         run_id, now = f"run_{ULID()}", _now()
-        run = {"id": run_id, "pipeline": body["pipeline"], "input": body.get("input", {}),
-               "status": "queued", "created_at": now, "updated_at": now}  # fmt: skip
+        run = {
+            "id": run_id,
+            "pipeline": body["pipeline"],
+            "input": body.get("input", {}),
+            "status": "queued",
+            "created_at": now,
+            "updated_at": now,
+        }
         runs[run_id] = run
         streams[run_id] = Stream()
         streams[run_id].append(run_id, "run.created", {"status": "queued"})
@@ -97,8 +109,14 @@ def create_app() -> FastAPI:
         events = orjson.loads(await request.body())["events"]
         appended = [stream.append(run_id, e["type"], e.get("data", {})) for e in events]
         stream.notify()
-        return _json({"ok": True, "event_ids": [i for _, i in appended],
-                      "first_sequence": appended[0][0], "last_sequence": appended[-1][0]})  # fmt: skip
+        return _json(
+            {
+                "ok": True,
+                "event_ids": [i for _, i in appended],
+                "first_sequence": appended[0][0],
+                "last_sequence": appended[-1][0],
+            }
+        )
 
     @app.post("/v1/runner/runs/{run_id}/status")
     async def set_status(run_id: str, request: Request) -> Response:
@@ -150,8 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8002)
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning",
-                access_log=False)  # fmt: skip
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

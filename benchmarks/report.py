@@ -48,7 +48,7 @@ def render(rows: list[Row], title: str = "") -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS) - 1)]
 
     def fmt(line: tuple[str, ...]) -> str:
-        head = "  ".join(cell.ljust(width) for cell, width in zip(line, widths))
+        head = "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False))
         return f"{head}  {line[-1]}".rstrip()
 
     out = [title] if title else []

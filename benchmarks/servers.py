@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNYARD_BIN = REPO_ROOT / ".venv" / "bin" / "runyard"
@@ -127,10 +127,15 @@ def start_server(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - argv is built by this module
-            argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     server = Server(name, host, port, proc, data_dir, log_path)
     deadline = time.monotonic() + health_timeout
     while time.monotonic() < deadline:
@@ -146,17 +151,33 @@ def start_server(
 def runyard_argv(binary: Path, host: str, port: int, data_dir: Path) -> list[str]:
     """The documented way to start Runyard without its built-in worker."""
     return [
-        str(binary), "serve", "--host", host, "--port", str(port),
-        "--data-dir", str(data_dir), "--no-worker",
-    ]  # fmt: skip
+        str(binary),
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--no-worker",
+    ]
 
 
 def bare_argv(host: str, port: int, data_dir: Path, driver: str = "thread") -> list[str]:
     """The bare comparison app (benchmarks/bare_app.py)."""
     return [
-        sys.executable, "-m", "benchmarks.bare_app", "--host", host, "--port", str(port),
-        "--data-dir", str(data_dir), "--driver", driver,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "benchmarks.bare_app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--driver",
+        driver,
+    ]
 
 
 def mock_argv(host: str, port: int, data_dir: Path) -> list[str]:
@@ -169,7 +190,7 @@ def probe_runyard(binary: Path, timeout: float = 20.0) -> str | None:
     if not binary.exists():
         return f"{binary} does not exist"
     try:
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(
             [str(binary), "serve", "--help"], capture_output=True, timeout=timeout, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:

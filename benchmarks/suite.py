@@ -125,9 +125,13 @@ def _measure(
 
         def fan_out() -> None:
             m.sse = bench_sse.bench_sse(
-                server, api, opts.sse_subscribers, opts.sse_procs, opts.sse_seconds,
+                server,
+                api,
+                opts.sse_subscribers,
+                opts.sse_procs,
+                opts.sse_seconds,
                 headers=headers,
-            )  # fmt: skip
+            )
 
         _attempt(m, "sse", fan_out)
     if "rss" in opts.only:
@@ -141,9 +145,15 @@ def _progress(message: str) -> None:
 
 
 def _with_server(
-    pool: Executor, name: str, argv: list[str], data_dir: Path, port: int, api: apis.Api,
-    opts: Options, sse: bool,
-) -> Measurements:  # fmt: skip
+    pool: Executor,
+    name: str,
+    argv: list[str],
+    data_dir: Path,
+    port: int,
+    api: apis.Api,
+    opts: Options,
+    sse: bool,
+) -> Measurements:
     _progress(f"starting {name}")
     server = servers.start_server(name, argv, data_dir, opts.host, port)
     try:

@@ -59,16 +59,27 @@ def _load_row(
     else:
         passed = value >= 0.8 * reference if reference else None
     return Row(
-        label, rate(value, " ev/s" if items else "/s"), target, ratio(value, reference), passed,
+        label,
+        rate(value, " ev/s" if items else "/s"),
+        target,
+        ratio(value, reference),
+        passed,
         _load_note(res, server_cpu, bare_res, items),
-    )  # fmt: skip
+    )
 
 
 def _errors_row(result: SuiteResult) -> Row:
     runs = [_load(result.target, k) for k in ("create1", "create32")]
     measured = [r[0] for r in runs if r is not None]
     if not measured:
-        return Row("create run errors", "n/a", "0", "", None, _why(result.target, "create1", result.blocked))
+        return Row(
+            "create run errors",
+            "n/a",
+            "0",
+            "",
+            None,
+            _why(result.target, "create1", result.blocked),
+        )
     errors = sum(r.errors for r in measured)
     total = sum(r.ok + r.errors for r in measured)
     samples = [s for r in measured for s in r.error_samples][:1]
@@ -97,16 +108,23 @@ def _sse_rows(sse: SseResult | None, opts: Options, why: str) -> list[Row]:
     cpus = "+".join(f"{c:.0%}" for c in sse.client_cpu)
     lags = "/".join(f"{lag:.0f}" for lag in sse.client_lag_p99_ms)
     latency = (
-        f"p50 {sse.p50_ms:.1f} ms, max {sse.max_ms:.0f} ms; publish p99 {sse.publish_p99_ms:.1f} ms;"
-        f" server CPU {sse.server_cpu:.0%}; client CPU {cpus}, client loop lag p99 {lags} ms"
+        f"p50 {sse.p50_ms:.1f} ms, max {sse.max_ms:.0f} ms; "
+        f"publish p99 {sse.publish_p99_ms:.1f} ms; server CPU {sse.server_cpu:.0%}; "
+        f"client CPU {cpus}, client loop lag p99 {lags} ms"
     )
     if any(c > CLIENT_BOUND for c in sse.client_cpu):
         latency += "; client-bound: latency includes client queueing"
     return [
         Row(label, f"{sse.exact}/{subs} exact", "all exact", "", exact, delivery),
-        Row("SSE p99 commit->receipt", f"{sse.p99_ms:.1f} ms", "< 100 ms", "",
-            sse.p99_ms < 100 and sse.exact > 0, latency),
-    ]  # fmt: skip
+        Row(
+            "SSE p99 commit->receipt",
+            f"{sse.p99_ms:.1f} ms",
+            "< 100 ms",
+            "",
+            sse.p99_ms < 100 and sse.exact > 0,
+            latency,
+        ),
+    ]
 
 
 def _rss_row(result: SuiteResult) -> Row:
@@ -118,7 +136,9 @@ def _rss_row(result: SuiteResult) -> Row:
             note = f"bare {bare_rss / MiB:.0f} MiB; {note}"
         return Row("idle RSS", "n/a", "<= 120 MiB", "", None, note)
     rss = target.rss_fresh / MiB
-    note = f"after startup + a few requests + idle; bare {bare_rss / MiB:.0f} MiB" if bare_rss else ""
+    note = (
+        f"after startup + a few requests + idle; bare {bare_rss / MiB:.0f} MiB" if bare_rss else ""
+    )
     if target.rss_after:
         note += f"; after the load benchmarks {target.rss_after / MiB:.0f} MiB"
     reference = bare_rss / MiB if bare_rss else 0.0
@@ -130,7 +150,9 @@ def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
     rows: list[Row] = []
     if "create" in opts.only:
         rows.append(_load_row("create run, 1 client", "create1", ">= 1,000/s", 1000, result, False))
-        rows.append(_load_row("create run, 32 clients", "create32", ">= 1,500/s", 1500, result, False))
+        rows.append(
+            _load_row("create run, 32 clients", "create32", ">= 1,500/s", 1500, result, False)
+        )
         rows.append(_errors_row(result))
     if "ingest" in opts.only:
         label = f"event ingest, batch {opts.ingest_batch}, {opts.ingest_clients} clients"
@@ -139,7 +161,9 @@ def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
         rows.append(_load_row("get run, 32 clients", "get32", ">= 5,000/s", 5000, result, False))
     if "sse" in opts.only:
         target = result.target
-        rows.extend(_sse_rows(target.sse if target else None, opts, _why(target, "sse", result.blocked)))
+        rows.extend(
+            _sse_rows(target.sse if target else None, opts, _why(target, "sse", result.blocked))
+        )
     if "rss" in opts.only:
         rows.append(_rss_row(result))
     return rows

@@ -100,7 +100,6 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
             code="malformed_json",
             title="Malformed JSON",
             detail="the request body is not valid JSON",
-            errors=errors,
         )
     summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
     return problem_response(

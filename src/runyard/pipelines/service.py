@@ -97,7 +97,7 @@ class PipelineService:
 
     async def get(self, caller: Caller, ref: str) -> dict[str, Any]:
         async with self.db.read() as conn:
-            return await self._find(conn, caller.workspace_id, ref)
+            return pipeline_resource(await self._find(conn, caller.workspace_id, ref))
 
     async def resolve(
         self, caller: Caller, *, name: str | None, pipeline_id: str | None

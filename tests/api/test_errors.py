@@ -1,0 +1,96 @@
+"""Every error path answers the one problem+json shape (DESIGN §3)."""
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.support import assert_problem, make_pipeline, make_run, report
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_every_error_path_has_the_one_problem_shape(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    run = await make_run(client)
+    await report(client, run["id"], status="running")
+    await report(client, run["id"], status="completed")
+    json_headers = {"content-type": "application/json"}
+    cases = [
+        (lambda: client.get("/v1/nothing-here"), 404, "not_found"),
+        (lambda: client.put("/v1/runs"), 405, "method_not_allowed"),
+        (
+            lambda: client.post("/v1/runs", content=b"{", headers=json_headers),
+            400,
+            "malformed_json",
+        ),
+        (
+            lambda: client.post("/v1/runs", json={"pipeline": "deploy", "bogus": 1}),
+            400,
+            "invalid_input",
+        ),
+        (lambda: client.post("/v1/runs", json={"pipeline": "unknown"}), 404, "pipeline_not_found"),
+        (lambda: client.get("/v1/runs/run_0000000000none"), 404, "run_not_found"),
+        (lambda: client.get("/v1/runs?cursor=%%%"), 400, "invalid_cursor"),
+        (lambda: client.get("/v1/runs?limit=500"), 400, "invalid_input"),
+        (lambda: client.post(f"/v1/runs/{run['id']}/start"), 409, "invalid_transition"),
+        (lambda: report(client, run["id"], status="running"), 409, "invalid_transition"),
+        (
+            lambda: client.post(f"/v1/runner/runs/{run['id']}/events", json={"type": "log"}),
+            409,
+            "run_finished",
+        ),
+        (
+            lambda: client.post(f"/v1/runner/runs/{run['id']}/events", json={"type": "run.x"}),
+            400,
+            "reserved_event_type",
+        ),
+        (
+            lambda: client.post(
+                f"/v1/runner/runs/{run['id']}/events",
+                json={"type": "log", "data": {"x": "y" * 300_000}},
+            ),
+            413,
+            "payload_too_large",
+        ),
+        (lambda: client.post("/v1/pipelines", json={"name": "deploy"}), 409, "pipeline_exists"),
+        (
+            lambda: client.get("/v1/runs", headers={"X-Workspace-Id": "ws_nowhere"}),
+            404,
+            "workspace_not_found",
+        ),
+    ]
+    for request, status, code in cases:
+        body = assert_problem(await request(), status, code)
+        assert ("errors" in body) == (code in {"invalid_input", "reserved_event_type"})
+    conflict = assert_problem(
+        await client.post(f"/v1/runs/{run['id']}/start"), 409, "invalid_transition"
+    )
+    assert conflict["current_status"] == "completed"
+
+
+async def test_validation_problems_list_field_errors(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/runs", json={"pipeline": 5, "tags": "x"})
+    body = assert_problem(response, 400, "invalid_input")
+    assert {tuple(e["loc"]) for e in body["errors"]} == {("body", "pipeline"), ("body", "tags")}
+    assert all(isinstance(e["msg"], str) and e["msg"] for e in body["errors"])
+
+
+async def test_request_ids_are_echoed_and_generated(client: httpx.AsyncClient) -> None:
+    echoed = await client.get("/v1/runs/run_0000000000none", headers={"X-Request-Id": "req-123"})
+    assert echoed.headers["x-request-id"] == "req-123"
+    assert echoed.json()["request_id"] == "req-123"
+    fresh = await client.get("/health")
+    assert len(fresh.headers["x-request-id"]) == 32
+
+
+async def test_an_unexpected_failure_is_a_500_problem_without_internals(
+    app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def explode() -> None:
+        raise RuntimeError("secret database password in a traceback")
+
+    app.add_api_route("/v1/test-explode", explode)
+    response = await client.get("/v1/test-explode")
+    body = assert_problem(response, 500, "internal_error")
+    assert "secret" not in response.text and "Traceback" not in response.text
+    assert "RuntimeError" in caplog.text and body["request_id"] in caplog.text

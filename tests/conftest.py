@@ -1,0 +1,113 @@
+"""Fixtures shared by every test: apps on SQLite and PostgreSQL, in-process or on a socket."""
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from runyard.app import create_app
+from runyard.settings import Settings
+
+POSTGRES_URL_VARIABLE = "RUNYARD_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def postgres_url() -> str:
+    url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{POSTGRES_URL_VARIABLE} is not set; CI must test PostgreSQL")
+        pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set")
+    return url
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[tuple[str, str]]:
+    """A fresh schema for one test, dropped afterwards."""
+    url = postgres_url()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        yield url, schema
+    finally:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings for an app on each database (the one parametrised fixture of API tests)."""
+    marker = request.node.get_closest_marker("settings")
+    overrides: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    base: dict[str, Any] = {"data_dir": tmp_path / "data", "worker_enabled": False, **overrides}
+    if request.param == "sqlite":
+        yield Settings(**base)
+        return
+    async with postgres_schema() as (url, schema):
+        yield Settings(database_url=url, database_schema=schema, **base)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://runyard.test") as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def live(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app served by uvicorn on a loopback socket in this event loop (for SSE)."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+        yield c
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)

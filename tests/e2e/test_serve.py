@@ -1,0 +1,137 @@
+"""``runyard serve`` as a real process on a free port, driven over real sockets."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.support import SSEReader, read_until_end
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runyard",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--no-worker",
+            ],
+            env=_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+        assert process.poll() is None, log.read_text()
+    else:
+        process.kill()
+        pytest.fail("runyard serve did not become healthy in 30 s")
+    yield base
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    assert (tmp_path / "data" / "runyard.db").exists()
+
+
+@pytest.mark.anyio
+async def test_create_events_stream_and_finish_over_sockets(server: str) -> None:
+    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+        assert (await client.post("/v1/pipelines", json={"name": "deploy"})).status_code == 201
+        run = (await client.post("/v1/runs", json={"pipeline": "deploy", "input": {"v": 1}})).json()
+        url = f"/v1/runner/runs/{run['id']}"
+        frames: list = []
+
+        async def watch() -> None:
+            frames.extend(await read_until_end(client, f"/v1/runs/{run['id']}/events?stream=true"))
+
+        watcher = asyncio.create_task(watch())
+        await client.post(f"{url}/status", json={"status": "running"})
+        for i in range(5):
+            await client.post(
+                f"{url}/events",
+                json={"type": "console.line", "data": {"stream": "stdout", "text": f"line {i}"}},
+            )
+        await client.post(f"{url}/status", json={"status": "completed", "output": {"ok": True}})
+        await asyncio.wait_for(watcher, 30)
+        assert [f.id for f in frames[:-1]] == list(range(1, 10))
+        assert frames[-2].event == "run.completed"
+        assert frames[-1].event == "stream.end" and frames[-1].data["status"] == "completed"
+        final = (await client.get(f"/v1/runs/{run['id']}")).json()
+        assert final["status"] == "completed" and final["output"] == {"ok": True}
+        log = (await client.get(f"/v1/runs/{run['id']}/logs?format=text")).text
+        assert log.count("[stdout] line") == 5
+        async with client.stream(
+            "GET",
+            f"/v1/runs/{run['id']}/events",
+            headers={"Accept": "text/event-stream", "Last-Event-ID": "8"},
+        ) as r:
+            tail = [f async for f in SSEReader(r).frames()]
+        assert [(f.id, f.event) for f in tail] == [(9, "run.completed"), (None, "stream.end")]
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runyard", "db", "upgrade", "--data-dir", str(tmp_path / "d")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    assert (tmp_path / "d" / "runyard.db").stat().st_size > 0
+
+
+def test_serve_refuses_a_public_bind_in_open_mode(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runyard",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--insecure" in result.stderr
