@@ -51,10 +51,8 @@ async def test_metrics_count_runs_events_subscribers_and_requests(
     assert "runyard_queue_depth 1.0" in text
     assert "runyard_events_appended_total 6.0" in text  # 2 + 1 from the server, 3 from the runner
     assert "runyard_sse_subscribers 0.0" in text
-    assert (
-        'runyard_http_request_duration_seconds_count{method="POST",route="/v1/runs",status="201"} 2.0'
-        in text
-    )
+    route = 'method="POST",route="/v1/runs",status="201"'
+    assert f"runyard_http_request_duration_seconds_count{{{route}}} 2.0" in text
     assert "runyard_run_duration_seconds" in text
 
 

@@ -151,6 +151,7 @@ async def test_a_finished_runs_stream_replays_to_stream_end_with_the_protocol_he
 async def test_create_and_stream_answers_with_the_runs_stream(live: httpx.AsyncClient) -> None:
     await make_pipeline(live)
     frames: list[Frame] = []
+    finishing: list[asyncio.Task[None]] = []
     async with live.stream(
         "POST", "/v1/runs", json={"pipeline": "deploy", "stream": True, "id": "run_streamedrun0001"}
     ) as response:
@@ -159,9 +160,10 @@ async def test_create_and_stream_answers_with_the_runs_stream(live: httpx.AsyncC
         async for frame in SSEReader(response).frames():
             frames.append(frame)
             if frame.event == "run.queued":
-                asyncio.create_task(_complete(live, "run_streamedrun0001"))
+                finishing.append(asyncio.create_task(_complete(live, "run_streamedrun0001")))
             if frame.event == "stream.end":
                 break
+    await asyncio.gather(*finishing)
     assert [f.event for f in frames] == [
         "run.created",
         "run.queued",
