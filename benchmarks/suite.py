@@ -21,6 +21,7 @@ from benchmarks import apis, bench_http, bench_sse, servers
 from benchmarks.loadgen import LoadResult
 
 BENCHMARKS = ("create", "ingest", "get", "sse", "rss")
+LOAD_KEYS = ("create1", "create32", "get32", "ingest", "rss")
 LoadBench = Callable[..., tuple[LoadResult, float]]
 
 
@@ -176,9 +177,13 @@ def run_suite(opts: Options) -> SuiteResult:
         if opts.only & {"create", "ingest", "get", "rss"}:
             port = servers.free_port(opts.host)
             argv = servers.bare_argv(opts.host, port, Path(tmp, "bare"), opts.bare_driver)
-            result.bare = _with_server(
-                pool, "bare", argv, Path(tmp, "bare"), port, apis.BARE, opts, sse=False
-            )
+            try:
+                result.bare = _with_server(
+                    pool, "bare", argv, Path(tmp, "bare"), port, apis.BARE, opts, sse=False
+                )
+            except servers.ServerError as exc:
+                reason = f"bare app did not start: {str(exc).splitlines()[0]}"
+                result.bare = Measurements("bare", errors=dict.fromkeys(LOAD_KEYS, reason))
         if result.blocked is None:
             port = servers.free_port(opts.host)
             data_dir = Path(tmp, opts.target)

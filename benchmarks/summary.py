@@ -89,35 +89,47 @@ def _errors_row(result: SuiteResult) -> Row:
 
 def _sse_rows(sse: SseResult | None, opts: Options, why: str) -> list[Row]:
     subs = opts.sse_subscribers
-    label = f"SSE fan-out, {subs} subs, 1,000 ev/s"
+    labels = (
+        f"SSE fan-out delivery, {subs} subs",
+        f"SSE append rate, {subs} subs",
+        "SSE p99 commit->receipt",
+    )
     if sse is None:
+        targets = ("all exact", ">= 1,000 ev/s", "< 100 ms")
         return [
-            Row(label, "n/a", "all exact", "", None, why),
-            Row("SSE p99 commit->receipt", "n/a", "< 100 ms", "", None, why),
+            Row(label, "n/a", t, "", None, why) for label, t in zip(labels, targets, strict=True)
         ]
-    exact = sse.exact == subs and sse.published > 0
-    rate_note = f"{sse.published:,} events at {sse.publish_rate:,.0f}/s"
-    if sse.publish_rate < 950:
-        rate_note += " (publisher could not keep 1,000/s)"
     delivery = (
-        f"{rate_note}; connected {sse.connected}, ended {sse.ended}, short {sse.short}, "
-        f"order errors {sse.order_errors}"
+        f"{sse.published:,} events; connected {sse.connected}, ended {sse.ended}, "
+        f"short {sse.short}, order errors {sse.order_errors}"
     )
     if sse.errors:
         delivery += f"; {sse.errors[0][:100]}"
+    append = (
+        f"1 runner connection, batches of 10 every 10 ms; publish p50 {sse.publish_p50_ms:.1f} ms,"
+        f" p99 {sse.publish_p99_ms:.1f} ms; server CPU {sse.server_cpu:.0%}"
+    )
     cpus = "+".join(f"{c:.0%}" for c in sse.client_cpu)
     lags = "/".join(f"{lag:.0f}" for lag in sse.client_lag_p99_ms)
     latency = (
         f"p50 {sse.p50_ms:.1f} ms, max {sse.max_ms:.0f} ms; "
-        f"publish p99 {sse.publish_p99_ms:.1f} ms; server CPU {sse.server_cpu:.0%}; "
         f"client CPU {cpus}, client loop lag p99 {lags} ms"
     )
     if any(c > CLIENT_BOUND for c in sse.client_cpu):
         latency += "; client-bound: latency includes client queueing"
+    exact = sse.exact == subs and sse.published > 0
     return [
-        Row(label, f"{sse.exact}/{subs} exact", "all exact", "", exact, delivery),
+        Row(labels[0], f"{sse.exact}/{subs} exact", "all exact", "", exact, delivery),
         Row(
-            "SSE p99 commit->receipt",
+            labels[1],
+            rate(sse.publish_rate, " ev/s"),
+            ">= 1,000 ev/s",
+            "",
+            sse.publish_rate >= 0.98 * sse.target_rate,
+            append,
+        ),
+        Row(
+            labels[2],
             f"{sse.p99_ms:.1f} ms",
             "< 100 ms",
             "",

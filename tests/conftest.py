@@ -86,9 +86,9 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-async def live(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app served by uvicorn on a loopback socket in this event loop (for SSE)."""
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app served by uvicorn on a loopback socket in this event loop."""
     port = free_port()
     config = uvicorn.Config(
         create_app(settings),
@@ -100,7 +100,7 @@ async def live(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    for _ in range(200):
+    for _ in range(250):
         if server.started:
             break
         if task.done():
@@ -111,3 +111,10 @@ async def live(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield c
     server.should_exit = True
     await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def live(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A served app, for tests that need real sockets (SSE)."""
+    async with serving(settings) as client:
+        yield client

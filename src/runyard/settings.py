@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(10, ge=1, description="Connections kept in the pool.")
     broker_url: str = Field(
         "memory://",
-        description="Live fan-out broker: `memory://` (in-process, single server).",
+        description="Live fan-out broker: `memory://` (in-process, one server) or "
+        "`redis://host:6379/0` (shared by replicas).",
     )
     host: str = Field("127.0.0.1", description="Address `runyard serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port `runyard serve` binds to.")

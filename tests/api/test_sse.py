@@ -1,11 +1,14 @@
 """SSE streams over real sockets (DESIGN §6.3): nothing lost, nothing twice, on both databases."""
 
 import asyncio
+import os
 from typing import Any
 
 import httpx
 import pytest
 
+from runyard.settings import Settings
+from tests.conftest import serving
 from tests.support import (
     Frame,
     SSEReader,
@@ -18,6 +21,7 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+REDIS_URL = os.environ.get("RUNYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 async def _complete(client: httpx.AsyncClient, run_id: str) -> None:
@@ -47,12 +51,27 @@ async def test_concurrent_producers_get_dense_sequences_and_a_subscriber_sees_ea
     live: httpx.AsyncClient,
 ) -> None:
     await make_pipeline(live)
+    await _fan_in_and_out(live, live)
+
+
+@pytest.mark.settings(broker_url=REDIS_URL)
+async def test_a_subscriber_on_one_replica_sees_every_event_appended_through_another(
+    settings: Settings,
+) -> None:
+    async with serving(settings) as first, serving(settings) as second:
+        await make_pipeline(first)
+        await _fan_in_and_out(first, second)
+
+
+async def _fan_in_and_out(watcher: httpx.AsyncClient, producer: httpx.AsyncClient) -> None:
+    """20 producers post 50-event batches while a subscriber connected before them watches."""
+    live = producer
     run_id = (await make_run(live))["id"]
     received: list[Frame] = []
     connected = asyncio.Event()
 
     async def subscribe() -> None:
-        async with live.stream("GET", f"/v1/runs/{run_id}/events?stream=true") as response:
+        async with watcher.stream("GET", f"/v1/runs/{run_id}/events?stream=true") as response:
             async for frame in SSEReader(response).frames():
                 received.append(frame)
                 if frame.id == 2:
