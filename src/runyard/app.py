@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         redoc_url=None,
     )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, max_request_bytes=settings.max_request_bytes
+    )
     install_error_handlers(app)
     for router in (runs_router, events_router, runner_router, pipelines_router, operations_router):
         app.include_router(router)

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         description="Run the embedded worker inside `runyard serve` (reported as `runner_mode`).",
     )
     log_level: str = Field("info", description="Log level of the server: debug, info, warning.")
+    max_request_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (by `Content-Length`); larger ones get 413.",
+    )
     sse_keepalive_seconds: float = Field(
         10.0, gt=0, description="Seconds between `: keep-alive` comments on idle SSE streams."
     )

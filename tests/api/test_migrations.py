@@ -21,5 +21,5 @@ async def test_migrated_schema_matches_the_tables_and_upgrade_is_idempotent(app:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return list(compare_metadata(context, metadata))
 
-    async with db.engine.connect() as conn:
+    async with db.read() as conn:
         assert await conn.run_sync(diff) == []

@@ -10,6 +10,8 @@ from runyard.context import Caller
 from runyard.db.engine import Database, Tx
 from runyard.ids import new_id
 
+_INSERT = sa.insert(audit_entries)
+
 
 class AuditService:
     def __init__(self, db: Database) -> None:
@@ -25,17 +27,18 @@ class AuditService:
         details: dict[str, Any] | None = None,
     ) -> None:
         await tx.conn.execute(
-            sa.insert(audit_entries).values(
-                id=new_id("aud"),
-                workspace_id=caller.workspace_id,
-                actor=caller.actor,
-                action=action,
-                target_type=target_type,
-                target_id=target_id,
-                details=details or {},
-                request_id=caller.request_id,
-                created_at=utcnow(),
-            )
+            _INSERT,
+            {
+                "id": new_id("aud"),
+                "workspace_id": caller.workspace_id,
+                "actor": caller.actor,
+                "action": action,
+                "target_type": target_type,
+                "target_id": target_id,
+                "details": details or {},
+                "request_id": caller.request_id,
+                "created_at": utcnow(),
+            },
         )
 
     async def for_target(

@@ -1,9 +1,14 @@
-"""The database handle: engines, transactions, and the post-commit hook.
+"""The database handle: connections, transactions, and the post-commit hook.
 
-Writes go through :meth:`Database.write`, which yields a :class:`Tx`. Work registered with
+Writes go through :meth:`Database.write`, which yields a :class:`Tx`; work registered with
 :meth:`Tx.after_commit` (publishing to the broker) runs only once the transaction has committed.
-On SQLite, writes in this process are serialised by an asyncio lock and open with
-``BEGIN IMMEDIATE``, so writers never spin on ``SQLITE_BUSY``; readers run concurrently (WAL).
+
+PostgreSQL runs on SQLAlchemy's async engine (asyncpg). SQLite runs on the synchronous engine,
+inline on the event loop's thread (see docs/decisions/0002): its statements answer in
+microseconds, while an async adapter costs a thread round trip and a greenlet switch per
+statement. Writes in this process are serialised by an asyncio lock and open with
+``BEGIN IMMEDIATE``, so a writer never waits on SQLite's lock; readers run concurrently (WAL).
+Both kinds of connection are used through the same small :class:`Conn` interface.
 """
 
 import asyncio
@@ -11,21 +16,23 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, Result, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.base import Executable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=30000",
+    "PRAGMA busy_timeout=5000",
     "PRAGMA cache_size=-32000",
     "PRAGMA temp_store=MEMORY",
 )
@@ -35,10 +42,46 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+class Conn:
+    """A connection inside a transaction, the same for both databases."""
+
+    dialect: Dialect
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
+        raise NotImplementedError
+
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+
+class _AsyncConn(Conn):
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
+        return await self._conn.execute(statement, parameters)
+
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        return await self._conn.run_sync(fn)
+
+
+class _InlineConn(Conn):
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
+        return self._conn.execute(statement, parameters)
+
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        return fn(self._conn)
+
+
 class Tx:
     """A write transaction in progress: its connection and what to do after commit."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self.conn = conn
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
 
@@ -51,40 +94,48 @@ class Database:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         self.schema = schema
-        kwargs: dict[str, Any] = {
+        json_args: dict[str, Any] = {
             "json_serializer": _json_dumps,
             "json_deserializer": orjson.loads,
         }
+        self._async_engine: AsyncEngine | None = None
+        self._sync_engine: Engine | None = None
+        self._write_lock: asyncio.Lock | None = None
         if self.dialect == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = pool_size
+            database = parsed.database or ":memory:"
+            if database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self._sync_engine = sa.create_engine(
+                parsed.set(drivername="sqlite+pysqlite"),
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                connect_args={"check_same_thread": False},
+                **json_args,
+            )
+            _install_sqlite_hooks(self._sync_engine)
+            self._write_lock = asyncio.Lock()
         else:
-            kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = pool_size * 2
-            kwargs["pool_pre_ping"] = True
-            if schema:
-                kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
-        if self.dialect == "sqlite":
-            _install_sqlite_hooks(self.engine)
+            connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+            self._async_engine = create_async_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size * 2,
+                pool_pre_ping=True,
+                connect_args=connect_args,
+                **json_args,
+            )
 
     @property
     def is_sqlite(self) -> bool:
-        return self.dialect == "sqlite"
+        return self._sync_engine is not None
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
         """A write transaction; after-commit callbacks run once it has committed."""
         lock = self._write_lock if self._write_lock is not None else nullcontext()
-        async with lock, self.engine.connect() as conn:
-            if self.is_sqlite:
-                await conn.execution_options(runyard_immediate=True)
-            async with conn.begin():
-                tx = Tx(conn)
-                yield tx
+        async with lock, self._transaction(write=True) as conn:
+            tx = Tx(conn)
+            yield tx
         for callback in tx._after_commit:
             try:
                 await callback()
@@ -92,31 +143,47 @@ class Database:
                 log.exception("after-commit callback failed")
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[Conn]:
         """A read-only transaction (a consistent snapshot for multi-statement reads)."""
-        async with self.engine.connect() as conn, conn.begin():
+        async with self._transaction(write=False) as conn:
             yield conn
 
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[Conn]:
+        if self._sync_engine is not None:
+            with self._sync_engine.connect() as sync_conn:
+                if write:
+                    sync_conn.execution_options(runyard_immediate=True)
+                with sync_conn.begin():
+                    yield _InlineConn(sync_conn)
+            return
+        assert self._async_engine is not None
+        async with self._async_engine.begin() as async_conn:
+            yield _AsyncConn(async_conn)
+
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+def _install_sqlite_hooks(engine: Engine) -> None:
     """Pragmas on connect; ``BEGIN IMMEDIATE`` for writes, deferred ``BEGIN`` for reads."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        dbapi_connection.isolation_level = None  # autocommit in the driver: we emit BEGIN
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("runyard_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

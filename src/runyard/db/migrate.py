@@ -29,12 +29,9 @@ def _upgrade(connection: Connection) -> None:
 async def upgrade(db: Database) -> None:
     """Bring the schema to the newest revision (idempotent; safe with concurrent starters)."""
     if db.schema and not db.is_sqlite:
-        async with db.engine.begin() as conn:
-            await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
-    async with db.engine.connect() as conn:
-        if db.is_sqlite:
-            await conn.execution_options(runyard_immediate=True)
-        async with conn.begin():
-            if not db.is_sqlite:
-                await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
-            await conn.run_sync(_upgrade)
+        async with db.write() as tx:
+            await tx.conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+    async with db.write() as tx:
+        if not db.is_sqlite:
+            await tx.conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+        await tx.conn.run_sync(_upgrade)

@@ -4,54 +4,71 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from runyard.db.engine import Conn
 from runyard.events.tables import event_streams, events
+
+_INSERT_STREAM = sa.insert(event_streams)
+_INSERT_EVENTS = sa.insert(events)
+_RESERVE = (
+    sa.update(event_streams)
+    .where(event_streams.c.id == sa.bindparam("_id"))
+    .values(last_sequence=event_streams.c.last_sequence + sa.bindparam("_count"))
+    .returning(event_streams.c.last_sequence)
+)
+_RESERVE_IN_WORKSPACE = _RESERVE.where(event_streams.c.workspace_id == sa.bindparam("_ws"))
+_LAST_SEQUENCE = sa.select(event_streams.c.last_sequence).where(
+    event_streams.c.id == sa.bindparam("_id")
+)
 
 
 async def create_stream(
-    conn: AsyncConnection, *, stream_id: str, workspace_id: str, kind: str, created_at: Any
+    conn: Conn,
+    *,
+    stream_id: str,
+    workspace_id: str,
+    kind: str,
+    created_at: Any,
+    last_sequence: int,
 ) -> None:
     await conn.execute(
-        sa.insert(event_streams).values(
-            id=stream_id,
-            workspace_id=workspace_id,
-            kind=kind,
-            last_sequence=0,
-            created_at=created_at,
-        )
+        _INSERT_STREAM,
+        {
+            "id": stream_id,
+            "workspace_id": workspace_id,
+            "kind": kind,
+            "last_sequence": last_sequence,
+            "created_at": created_at,
+        },
     )
 
 
 async def reserve(
-    conn: AsyncConnection, stream_id: str, count: int, *, workspace_id: str | None = None
+    conn: Conn, stream_id: str, count: int, *, workspace_id: str | None = None
 ) -> int | None:
     """Take ``count`` sequences from the stream's counter; the last one, or None if no stream.
 
     The UPDATE holds the counter's row lock until commit, which makes sequences dense and
     gap-free under any concurrency (on SQLite the write lock does the same).
     """
-    query = sa.update(event_streams).where(event_streams.c.id == stream_id)
-    if workspace_id is not None:
-        query = query.where(event_streams.c.workspace_id == workspace_id)
-    result = await conn.execute(
-        query.values(last_sequence=event_streams.c.last_sequence + count).returning(
-            event_streams.c.last_sequence
+    if workspace_id is None:
+        result = await conn.execute(_RESERVE, {"_id": stream_id, "_count": count})
+    else:
+        result = await conn.execute(
+            _RESERVE_IN_WORKSPACE, {"_id": stream_id, "_count": count, "_ws": workspace_id}
         )
-    )
     last: int | None = result.scalar_one_or_none()
     return last
 
 
-async def insert(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    await conn.execute(sa.insert(events), list(rows))
+async def insert(conn: Conn, rows: Sequence[dict[str, Any]]) -> None:
+    await conn.execute(_INSERT_EVENTS, list(rows))
 
 
-async def last_sequence(conn: AsyncConnection, stream_id: str) -> int | None:
-    result = await conn.execute(
-        sa.select(event_streams.c.last_sequence).where(event_streams.c.id == stream_id)
-    )
-    return result.scalar_one_or_none()
+async def last_sequence(conn: Conn, stream_id: str) -> int | None:
+    result = await conn.execute(_LAST_SEQUENCE, {"_id": stream_id})
+    last: int | None = result.scalar_one_or_none()
+    return last
 
 
 def _type_filter(types: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -64,7 +81,7 @@ def _type_filter(types: Sequence[str]) -> sa.ColumnElement[bool]:
 
 
 async def page(
-    conn: AsyncConnection,
+    conn: Conn,
     stream_id: str,
     *,
     after: int,
@@ -82,6 +99,6 @@ async def page(
     return list(result.all())
 
 
-async def delete_stream(conn: AsyncConnection, stream_id: str) -> None:
+async def delete_stream(conn: Conn, stream_id: str) -> None:
     await conn.execute(sa.delete(events).where(events.c.stream_id == stream_id))
     await conn.execute(sa.delete(event_streams).where(event_streams.c.id == stream_id))

@@ -10,11 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runyard.broker import Broker
 from runyard.clock import isoformat, utcnow
-from runyard.db.engine import Database, Tx
+from runyard.db.engine import Conn, Database, Tx
 from runyard.events import repo
 from runyard.events.schemas import envelope, envelope_frame
 from runyard.events.streaming import channel, pack
@@ -39,9 +38,17 @@ class EventService:
         self.broker = broker
         self.metrics = metrics
 
-    async def create_stream(self, tx: Tx, *, stream_id: str, workspace_id: str, kind: str) -> None:
+    async def create_stream(
+        self, tx: Tx, *, stream_id: str, workspace_id: str, kind: str, reserved: int = 0
+    ) -> None:
+        """A new stream; ``reserved`` sequences (from 1) are taken for a first :meth:`write`."""
         await repo.create_stream(
-            tx.conn, stream_id=stream_id, workspace_id=workspace_id, kind=kind, created_at=utcnow()
+            tx.conn,
+            stream_id=stream_id,
+            workspace_id=workspace_id,
+            kind=kind,
+            created_at=utcnow(),
+            last_sequence=reserved,
         )
 
     async def reserve(
@@ -115,7 +122,7 @@ class EventService:
     async def delete_stream(self, tx: Tx, stream_id: str) -> None:
         await repo.delete_stream(tx.conn, stream_id)
 
-    async def last_sequence(self, conn: AsyncConnection, stream_id: str) -> int:
+    async def last_sequence(self, conn: Conn, stream_id: str) -> int:
         return await repo.last_sequence(conn, stream_id) or 0
 
     async def page(

@@ -13,9 +13,17 @@ from runyard.runs.service import RunService
 from runyard.workspaces.service import DEFAULT_WORKSPACE
 
 
+# Dependencies are ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool,
+# which costs a thread round trip per dependency per request.
+
+
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+async def _services_dep(request: Request) -> Services:
+    return _services(request)
 
 
 async def _caller(request: Request) -> Caller:
@@ -37,19 +45,19 @@ async def _caller(request: Request) -> Caller:
     )
 
 
-def _runs(request: Request) -> RunService:
+async def _runs(request: Request) -> RunService:
     return _services(request).runs
 
 
-def _events(request: Request) -> EventService:
+async def _events(request: Request) -> EventService:
     return _services(request).events
 
 
-def _pipelines(request: Request) -> PipelineService:
+async def _pipelines(request: Request) -> PipelineService:
     return _services(request).pipelines
 
 
-ServicesDep = Annotated[Services, Depends(_services)]
+ServicesDep = Annotated[Services, Depends(_services_dep)]
 CallerDep = Annotated[Caller, Depends(_caller)]
 RunServiceDep = Annotated[RunService, Depends(_runs)]
 EventServiceDep = Annotated[EventService, Depends(_events)]

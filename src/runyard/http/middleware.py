@@ -16,21 +16,24 @@ _VALID_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_request_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_request_bytes = max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = ""
+        declared_length = 0
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
                 if _VALID_REQUEST_ID.match(candidate):
                     request_id = candidate
-                break
+            elif name == b"content-length" and value.isdigit():
+                declared_length = int(value)
         request_id = request_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
@@ -49,6 +52,16 @@ class RequestContextMiddleware:
                 ).observe(time.perf_counter() - started)
             await send(message)
 
+        if declared_length > self.max_request_bytes:
+            response = problem_response(
+                request_id,
+                status=413,
+                code="payload_too_large",
+                title="Payload too large",
+                detail=f"the request body exceeds {self.max_request_bytes} bytes",
+            )
+            await response(scope, receive, send_with_context)
+            return
         try:
             await self.app(scope, receive, send_with_context)
         except Exception:

@@ -4,12 +4,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from runyard.db.engine import Conn
 from runyard.pipelines.tables import pipeline_versions, pipelines
 
 
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+async def insert(conn: Conn, values: dict[str, Any]) -> None:
     await conn.execute(sa.insert(pipelines).values(**values))
     await conn.execute(
         sa.insert(pipeline_versions).values(
@@ -21,14 +21,22 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     )
 
 
+_BY_NAME = sa.select(pipelines).where(
+    pipelines.c.workspace_id == sa.bindparam("_ws"), pipelines.c.name == sa.bindparam("_name")
+)
+
+
 async def find(
-    conn: AsyncConnection,
+    conn: Conn,
     workspace_id: str,
     *,
     pipeline_id: str | None = None,
     name: str | None = None,
     for_update: bool = False,
 ) -> dict[str, Any] | None:
+    if name is not None and pipeline_id is None and not for_update:  # the hot path: run creation
+        found = (await conn.execute(_BY_NAME, {"_ws": workspace_id, "_name": name})).first()
+        return dict(found._mapping) if found is not None else None
     query = sa.select(pipelines).where(pipelines.c.workspace_id == workspace_id)
     if pipeline_id is not None:
         query = query.where(pipelines.c.id == pipeline_id)
@@ -41,7 +49,7 @@ async def find(
 
 
 async def update(
-    conn: AsyncConnection,
+    conn: Conn,
     pipeline_id: str,
     *,
     version: int,
@@ -60,7 +68,7 @@ async def update(
     )
 
 
-async def delete(conn: AsyncConnection, pipeline_id: str) -> None:
+async def delete(conn: Conn, pipeline_id: str) -> None:
     await conn.execute(
         sa.delete(pipeline_versions).where(pipeline_versions.c.pipeline_id == pipeline_id)
     )
@@ -68,7 +76,7 @@ async def delete(conn: AsyncConnection, pipeline_id: str) -> None:
 
 
 async def list_page(
-    conn: AsyncConnection, workspace_id: str, *, after: tuple[datetime, str] | None, limit: int
+    conn: Conn, workspace_id: str, *, after: tuple[datetime, str] | None, limit: int
 ) -> list[dict[str, Any]]:
     query = sa.select(pipelines).where(pipelines.c.workspace_id == workspace_id)
     if after is not None:

@@ -73,6 +73,11 @@ def _to_new_event(index: int | None, event: EventIn) -> NewEvent:
         raise PayloadTooLarge(
             f"event data exceeds {MAX_DATA_BYTES} bytes", limit=MAX_DATA_BYTES, loc=loc
         )
+    if event.time is not None and event.time.tzinfo is None:
+        raise InvalidInput(
+            "an event time must carry a timezone (RFC 3339, e.g. 2026-11-22T17:00:00Z)",
+            errors=[{"loc": [*loc, "time"], "msg": "timezone required"}],
+        )
     return NewEvent(type=event_type, data=data, step=event.step, time=event.time)
 
 

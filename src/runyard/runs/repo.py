@@ -9,58 +9,64 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runyard.db import dialect
+from runyard.db.engine import Conn
 from runyard.events.tables import event_streams
 from runyard.runs.tables import runs
 
-_WITH_SEQUENCE = sa.select(runs, event_streams.c.last_sequence).outerjoin(
-    event_streams, event_streams.c.id == runs.c.id
+# Statements built once: building and keying a 31-column SELECT costs more than running it.
+_GET = (
+    sa.select(runs, event_streams.c.last_sequence)
+    .outerjoin(event_streams, event_streams.c.id == runs.c.id)
+    .where(runs.c.id == sa.bindparam("_id"), runs.c.workspace_id == sa.bindparam("_ws"))
 )
+_GET_FOR_UPDATE = _GET.with_for_update(of=runs)
+_INSERT = sa.insert(runs)
+_EXISTS = sa.select(runs.c.id).where(runs.c.id == sa.bindparam("_id"))
+_STATUS = sa.select(runs.c.status, runs.c.attempt).where(runs.c.id == sa.bindparam("_id"))
+_UPDATE = sa.update(runs).where(runs.c.id == sa.bindparam("_id"))
+_DELETE = sa.delete(runs).where(runs.c.id == sa.bindparam("_id"))
 _LIST_COLUMNS = [c for c in runs.c if c.name not in ("steps", "input", "output")]
 
 
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(sa.insert(runs).values(**values))
+async def insert(conn: Conn, values: dict[str, Any]) -> None:
+    await conn.execute(_INSERT, values)
 
 
-async def exists(conn: AsyncConnection, run_id: str) -> bool:
-    result = await conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id))
-    return result.first() is not None
+async def exists(conn: Conn, run_id: str) -> bool:
+    return (await conn.execute(_EXISTS, {"_id": run_id})).first() is not None
 
 
 async def get(
-    conn: AsyncConnection, workspace_id: str, run_id: str, *, for_update: bool = False
+    conn: Conn, workspace_id: str, run_id: str, *, for_update: bool = False
 ) -> dict[str, Any] | None:
-    query = _WITH_SEQUENCE.where(runs.c.id == run_id, runs.c.workspace_id == workspace_id)
-    if for_update:
-        query = query.with_for_update(of=runs)
-    row = (await conn.execute(query)).first()
+    query = _GET_FOR_UPDATE if for_update else _GET
+    row = (await conn.execute(query, {"_id": run_id, "_ws": workspace_id})).first()
     return dict(row._mapping) if row is not None else None
 
 
-async def status_and_attempt(conn: AsyncConnection, run_id: str) -> tuple[str, int]:
-    result = await conn.execute(sa.select(runs.c.status, runs.c.attempt).where(runs.c.id == run_id))
-    status, attempt = result.one()
-    return status, attempt
+async def status_and_attempt(conn: Conn, run_id: str) -> tuple[str, int]:
+    row = (await conn.execute(_STATUS, {"_id": run_id})).one()
+    return str(row.status), int(row.attempt)
 
 
-async def update(conn: AsyncConnection, run_id: str, values: dict[str, Any]) -> None:
-    await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(**values))
+async def update(conn: Conn, run_id: str, values: dict[str, Any]) -> None:
+    await conn.execute(_UPDATE, {"_id": run_id, **values})
 
 
-async def delete(conn: AsyncConnection, run_id: str) -> None:
-    await conn.execute(sa.delete(runs).where(runs.c.id == run_id))
+async def delete(conn: Conn, run_id: str) -> None:
+    await conn.execute(_DELETE, {"_id": run_id})
 
 
-async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
+async def count_by_status(conn: Conn) -> dict[str, int]:
     result = await conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
-    return {str(status): int(count) for status, count in result.all()}
+    rows: list[Any] = list(result.all())
+    return {str(status): int(count) for status, count in rows}
 
 
 async def list_page(
-    conn: AsyncConnection,
+    conn: Conn,
     workspace_id: str,
     *,
     statuses: Sequence[str] = (),

@@ -99,10 +99,14 @@ class RunService:
                     raise RunExists(f"run {row['id']} already exists")
                 await repo.insert(tx.conn, row)
                 await self.events.create_stream(
-                    tx, stream_id=row["id"], workspace_id=caller.workspace_id, kind="run"
+                    tx,
+                    stream_id=row["id"],
+                    workspace_id=caller.workspace_id,
+                    kind="run",
+                    reserved=len(items),
                 )
-                await self.events.append(
-                    tx, row["id"], items, run_id=row["id"], source="server", attempt=0
+                await self.events.write(
+                    tx, row["id"], 1, items, run_id=row["id"], source="server", attempt=0
                 )
                 await self.audit.record(
                     tx,
