@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     sse_retry_ms: int = Field(
         2000, ge=0, description="Reconnect delay suggested to SSE clients (`retry:`)."
     )
+    sse_batch_window_ms: float = Field(
+        20.0,
+        ge=0,
+        description="After a live event wakes an SSE stream, wait this long to send what else "
+        "arrives in one write: fewer, larger writes when thousands of clients watch a busy run.",
+    )
     sse_queue_size: int = Field(
         4096,
         ge=1,

@@ -36,7 +36,8 @@ class Subscription:
         if self._buffer or self.overflowed:
             return True
         try:
-            await asyncio.wait_for(self._ready.wait(), seconds)
+            async with asyncio.timeout(seconds):  # no task per wait, unlike wait_for
+                await self._ready.wait()
         except TimeoutError:
             return False
         return True

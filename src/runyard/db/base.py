@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
@@ -21,11 +22,34 @@ metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
+class _SQLiteDateTime(sqlite.DATETIME):
+    """SQLite's DATETIME text (``YYYY-MM-DD HH:MM:SS.ffffff``, SQLAlchemy's own storage format)
+    written and read with the C ``isoformat``/``fromisoformat`` instead of the dialect's
+    strftime and regular expression, which cost several µs per value on the event hot path."""
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        def process(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat(" ", "microseconds")
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value)
+
+        return process
+
+
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """A timestamp that refuses naive datetimes and always reads back as aware UTC."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SQLiteDateTime())  # type: ignore[no-untyped-call]
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:

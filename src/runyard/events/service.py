@@ -17,7 +17,7 @@ from runyard.db.engine import Conn, Database, Tx
 from runyard.events import repo
 from runyard.events.schemas import envelope, envelope_frame
 from runyard.events.streaming import channel, pack
-from runyard.ids import new_id
+from runyard.ids import new_ids
 from runyard.observability.metrics import Metrics
 from runyard.problems import NotFound
 
@@ -73,9 +73,10 @@ class EventService:
     ) -> list[dict[str, Any]]:
         """Insert ``items`` at the sequences reserved from ``first``; published after commit."""
         now = utcnow()
+        ids = new_ids("evt", len(items))
         rows = [
             {
-                "id": new_id("evt"),
+                "id": ids[offset],
                 "stream_id": stream_id,
                 "sequence": first + offset,
                 "run_id": run_id,

@@ -11,6 +11,7 @@ Broker messages carry ready-made SSE frames for a contiguous range of sequences:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -85,10 +86,13 @@ class StreamReader:
             async for chunk in self._from_database():
                 yield chunk
             resyncs = 0
+            window = self.settings.sse_batch_window_ms / 1000
             while not self.ended:
                 if not await subscription.wait(self.settings.sse_keepalive_seconds):
                     yield KEEPALIVE
                     continue
+                if window:
+                    await asyncio.sleep(window)
                 messages, overflowed = subscription.drain()
                 if overflowed:
                     resyncs += 1

@@ -12,7 +12,6 @@ from runyard.problems import NotFound
 from runyard.runs.service import RunService
 from runyard.workspaces.service import DEFAULT_WORKSPACE
 
-
 # Dependencies are ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool,
 # which costs a thread round trip per dependency per request.
 

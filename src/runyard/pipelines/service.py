@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from runyard.audit.service import AuditService
 from runyard.clock import isoformat, utcnow
 from runyard.context import Caller
-from runyard.db.engine import Database
+from runyard.db.engine import Database, Tx
 from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
 from runyard.pipelines import repo
@@ -100,16 +100,16 @@ class PipelineService:
             return pipeline_resource(await self._find(conn, caller.workspace_id, ref))
 
     async def resolve(
-        self, caller: Caller, *, name: str | None, pipeline_id: str | None
+        self, tx: Tx, caller: Caller, *, name: str | None, pipeline_id: str | None
     ) -> dict[str, Any]:
-        """The pipeline a new run names (404 ``pipeline_not_found`` when unknown)."""
+        """The pipeline a new run names (404 ``pipeline_not_found`` when unknown), read in the
+        run's own transaction."""
         if name is None and pipeline_id is None:
             raise InvalidInput(
                 "a run needs `pipeline` (name) or `pipeline_id`",
                 errors=[{"loc": ["body", "pipeline"], "msg": "Field required"}],
             )
-        async with self.db.read() as conn:
-            row = await repo.find(conn, caller.workspace_id, pipeline_id=pipeline_id, name=name)
+        row = await repo.find(tx.conn, caller.workspace_id, pipeline_id=pipeline_id, name=name)
         if row is None:
             raise PipelineNotFound(f"pipeline {pipeline_id or name} not found")
         return row

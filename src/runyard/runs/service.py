@@ -50,53 +50,22 @@ class RunService:
     # -- create and read ------------------------------------------------------------------
 
     async def create(self, caller: Caller, body: RunCreate) -> dict[str, Any]:
-        pipeline = await self.pipelines.resolve(
-            caller, name=body.pipeline, pipeline_id=body.pipeline_id
-        )
-        validate_input(pipeline, body.input)
-        spec = pipeline["spec"]
-        now = utcnow()
-        status = S.QUEUED if body.start else S.PENDING
-        row: dict[str, Any] = {
-            "id": body.id or new_id("run"),
-            "workspace_id": caller.workspace_id,
-            "pipeline": pipeline["name"],
-            "pipeline_id": pipeline["id"],
-            "pipeline_version": pipeline["version"],
-            "status": status.value,
-            "input": body.input,
-            "output": None,
-            "error": None,
-            "progress": 0.0,
-            "current_step": None,
-            "steps": [],
-            "tags": body.tags,
-            "codename": body.codename,
-            "metadata": body.metadata,
-            "require_approval": body.require_approval,
-            "approval": None,
-            "attempt": 0,
-            "max_attempts": body.max_attempts or spec.get("max_attempts") or 1,
-            "timeout_seconds": body.timeout_seconds or spec.get("timeout_seconds"),
-            "metrics": {},
-            "usage": {},
-            "replay_of": None,
-            "session_id": None,
-            "runner_id": None,
-            "created_by": caller.actor,
-            "created_at": now,
-            "queued_at": now if status is S.QUEUED else None,
-            "started_at": None,
-            "completed_at": None,
-            "updated_at": now,
-        }
-        items = [NewEvent("run.created", {"status": status.value, "pipeline": row["pipeline"]})]
-        if status is S.QUEUED:
-            items.append(NewEvent("run.queued", {"status": "queued", "previous_status": None}))
         try:
             async with self.db.write() as tx:
+                pipeline = await self.pipelines.resolve(
+                    tx, caller, name=body.pipeline, pipeline_id=body.pipeline_id
+                )
+                validate_input(pipeline, body.input)
+                row = _new_run(caller, body, pipeline)
                 if body.id is not None and await repo.exists(tx.conn, row["id"]):
                     raise RunExists(f"run {row['id']} already exists")
+                items = [
+                    NewEvent("run.created", {"status": row["status"], "pipeline": row["pipeline"]})
+                ]
+                if body.start:
+                    items.append(
+                        NewEvent("run.queued", {"status": "queued", "previous_status": None})
+                    )
                 await repo.insert(tx.conn, row)
                 await self.events.create_stream(
                     tx,
@@ -114,10 +83,10 @@ class RunService:
                     "run.create",
                     "run",
                     row["id"],
-                    {"pipeline": row["pipeline"], "status": status.value},
+                    {"pipeline": row["pipeline"], "status": row["status"]},
                 )
         except IntegrityError as exc:
-            raise RunExists(f"run {row['id']} already exists") from exc
+            raise RunExists(f"run {body.id} already exists") from exc
         row["last_sequence"] = len(items)
         return run_resource(row)
 
@@ -338,6 +307,45 @@ class RunService:
             tx, run["id"], items, run_id=run["id"], source="server", attempt=run["attempt"]
         )
         run["last_sequence"] = envelopes[-1]["sequence"]
+
+
+def _new_run(caller: Caller, body: RunCreate, pipeline: dict[str, Any]) -> dict[str, Any]:
+    spec = pipeline["spec"]
+    now = utcnow()
+    status = S.QUEUED if body.start else S.PENDING
+    return {
+        "id": body.id or new_id("run"),
+        "workspace_id": caller.workspace_id,
+        "pipeline": pipeline["name"],
+        "pipeline_id": pipeline["id"],
+        "pipeline_version": pipeline["version"],
+        "status": status.value,
+        "input": body.input,
+        "output": None,
+        "error": None,
+        "progress": 0.0,
+        "current_step": None,
+        "steps": [],
+        "tags": body.tags,
+        "codename": body.codename,
+        "metadata": body.metadata,
+        "require_approval": body.require_approval,
+        "approval": None,
+        "attempt": 0,
+        "max_attempts": body.max_attempts or spec.get("max_attempts") or 1,
+        "timeout_seconds": body.timeout_seconds or spec.get("timeout_seconds"),
+        "metrics": {},
+        "usage": {},
+        "replay_of": None,
+        "session_id": None,
+        "runner_id": None,
+        "created_by": caller.actor,
+        "created_at": now,
+        "queued_at": now if status is S.QUEUED else None,
+        "started_at": None,
+        "completed_at": None,
+        "updated_at": now,
+    }
 
 
 def _error(error: str | dict[str, Any] | None, step: str | None) -> dict[str, Any]:
