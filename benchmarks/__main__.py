@@ -29,12 +29,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
         metavar="NAME",
         help=f"run only these benchmarks (repeatable or comma-separated): {', '.join(BENCHMARKS)}",
     )
-    parser.add_argument(
-        "--target",
-        choices=("runyard", "mock"),
-        default="runyard",
-        help="server under test; `mock` is an in-memory stand-in for self-tests",
-    )
     parser.add_argument("--runyard-bin", type=Path, default=servers.DEFAULT_RUNYARD_BIN)
     parser.add_argument("--bare-driver", choices=("thread", "inline"), default="thread")
     parser.add_argument(
@@ -65,7 +59,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
     return Options(
         quick=args.quick,
         only=frozenset(only),
-        target=args.target,
         runyard_bin=args.runyard_bin,
         bare_driver=args.bare_driver,
         headers=tuple(headers),

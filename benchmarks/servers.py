@@ -180,11 +180,6 @@ def bare_argv(host: str, port: int, data_dir: Path, driver: str = "thread") -> l
     ]
 
 
-def mock_argv(host: str, port: int, data_dir: Path) -> list[str]:
-    """The in-memory Runyard stand-in used to self-test the suite."""
-    return [sys.executable, "-m", "benchmarks.mock_runyard", "--host", host, "--port", str(port)]
-
-
 def probe_runyard(binary: Path, timeout: float = 20.0) -> str | None:
     """None when ``runyard serve --help`` works, else a one-line reason."""
     if not binary.exists():

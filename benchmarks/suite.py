@@ -1,7 +1,6 @@
 """Orchestration: start each server in turn, run the selected benchmarks, collect numbers.
 
-The bare app is measured first, then the target (Runyard, or the in-memory
-mock with ``--target mock``), each on a fresh data directory and port, with
+The bare app is measured first, then Runyard, each on a fresh data directory and port, with
 the same load specs.  A failure inside one benchmark is recorded and the
 suite moves on; a server that does not start blocks only its own rows.
 """
@@ -31,7 +30,7 @@ class Options:
 
     quick: bool = False
     only: frozenset[str] = frozenset(BENCHMARKS)
-    target: str = "runyard"  # "runyard" or "mock"
+    target: str = "runyard"
     runyard_bin: Path = servers.DEFAULT_RUNYARD_BIN
     host: str = "127.0.0.1"
     bare_driver: str = "thread"
@@ -187,10 +186,7 @@ def run_suite(opts: Options) -> SuiteResult:
         if result.blocked is None:
             port = servers.free_port(opts.host)
             data_dir = Path(tmp, opts.target)
-            if opts.target == "mock":
-                argv = servers.mock_argv(opts.host, port, data_dir)
-            else:
-                argv = servers.runyard_argv(opts.runyard_bin, opts.host, port, data_dir)
+            argv = servers.runyard_argv(opts.runyard_bin, opts.host, port, data_dir)
             try:
                 result.target = _with_server(
                     pool, opts.target, argv, data_dir, port, apis.RUNYARD, opts, sse=True

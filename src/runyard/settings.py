@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         2000, ge=0, description="Reconnect delay suggested to SSE clients (`retry:`)."
     )
     sse_batch_window_ms: float = Field(
-        20.0,
+        50.0,
         ge=0,
         description="After a live event wakes an SSE stream, wait this long to send what else "
         "arrives in one write: fewer, larger writes when thousands of clients watch a busy run.",

@@ -54,6 +54,13 @@ async def test_every_error_path_has_the_one_problem_shape(client: httpx.AsyncCli
         ),
         (lambda: client.post("/v1/pipelines", json={"name": "deploy"}), 409, "pipeline_exists"),
         (
+            lambda: client.post(
+                "/v1/runs", content=b" " * (8 * 1024 * 1024 + 1), headers=json_headers
+            ),
+            413,
+            "payload_too_large",
+        ),
+        (
             lambda: client.get("/v1/runs", headers={"X-Workspace-Id": "ws_nowhere"}),
             404,
             "workspace_not_found",

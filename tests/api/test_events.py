@@ -100,6 +100,10 @@ async def test_limits_answer_413(client: httpx.AsyncClient, run: dict) -> None:
     assert (await client.get(f"/v1/runs/{run['id']}")).json()["last_sequence"] == 2
     ok = await client.post(url, json={"events": [{"type": "log"}] * 1000})
     assert ok.json()["last_sequence"] == 1002
+    timed = await client.post(url, json={"type": "log", "time": "2026-11-22T10:00:00+02:00"})
+    assert timed.status_code == 200
+    last = (await client.get(f"/v1/runs/{run['id']}/events?after_sequence=1002")).json()["data"]
+    assert last[0]["time"] == "2026-11-22T08:00:00.000Z"
 
 
 async def test_events_of_unknown_run_are_404_and_of_finished_run_409(
