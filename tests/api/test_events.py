@@ -78,6 +78,8 @@ async def test_reserved_types_and_missing_type_are_refused(
     assert_problem(await client.post(url, json={"data": {}}), 400, "invalid_input")
     assert_problem(await client.post(url, json={"type": "x" * 65}), 400, "invalid_input")
     assert_problem(await client.post(url, json={"events": []}), 400, "invalid_input")
+    naive = await client.post(url, json={"type": "log", "time": "2026-11-22T10:00:00"})
+    assert assert_problem(naive, 400, "invalid_input")["errors"][0]["loc"] == ["body", "time"]
     assert_problem(await client.post(url, json=[1, 2]), 400, "invalid_input")
     assert_problem(
         await client.post(url, json={"type": "log", "data": "text"}), 400, "invalid_input"
