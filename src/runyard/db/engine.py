@@ -185,5 +185,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("runyard_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # straight to the driver: SQLAlchemy's execution pipeline would cost more than SQLite
+        conn.connection.driver_connection.execute(
+            "BEGIN IMMEDIATE" if conn.get_execution_options().get("runyard_immediate") else "BEGIN"
+        )
