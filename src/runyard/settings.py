@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         description=(
-            "SQLAlchemy async URL: `sqlite+aiosqlite:///path.db` or "
+            "Database URL: `sqlite:///path.db` (also `sqlite+aiosqlite://`) or "
             "`postgresql+asyncpg://user@host/db`. Default: SQLite at `<data_dir>/runyard.db`."
         ),
     )
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'runyard.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'runyard.db').resolve()}"
 
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
