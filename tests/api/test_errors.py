@@ -68,7 +68,8 @@ async def test_every_error_path_has_the_one_problem_shape(client: httpx.AsyncCli
     ]
     for request, status, code in cases:
         body = assert_problem(await request(), status, code)
-        assert ("errors" in body) == (code in {"invalid_input", "reserved_event_type"})
+        about_fields = {"invalid_input", "reserved_event_type", "invalid_cursor"}
+        assert ("errors" in body) == (code in about_fields)
     conflict = assert_problem(
         await client.post(f"/v1/runs/{run['id']}/start"), 409, "invalid_transition"
     )

@@ -1,66 +1,17 @@
 """``runyard serve`` as a real process on a free port, driven over real sockets."""
 
 import asyncio
-import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.e2e.conftest import cli_env
 from tests.support import SSEReader, read_until_end
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runyard",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--no-worker",
-            ],
-            env=_env(),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-        assert process.poll() is None, log.read_text()
-    else:
-        process.kill()
-        pytest.fail("runyard serve did not become healthy in 30 s")
-    yield base
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    assert (tmp_path / "data" / "runyard.db").exists()
 
 
 @pytest.mark.anyio
@@ -102,7 +53,7 @@ async def test_create_events_stream_and_finish_over_sockets(server: str) -> None
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "runyard", "db", "upgrade", "--data-dir", str(tmp_path / "d")],
-        env=_env(),
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -127,7 +78,7 @@ def test_serve_refuses_a_public_bind_in_open_mode(tmp_path: Path) -> None:
             "--data-dir",
             str(tmp_path / "d"),
         ],
-        env=_env(),
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -27,7 +27,11 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
             raise TypeError(item_id)
         return parse(created_at), item_id
     except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise BadRequest("the cursor is not one this server issued", code="invalid_cursor") from exc
+        raise BadRequest(
+            "the cursor is not one this server issued",
+            code="invalid_cursor",
+            errors=[{"loc": ["query", "cursor"], "msg": "not a cursor from this list"}],
+        ) from exc
 
 
 def page_of(

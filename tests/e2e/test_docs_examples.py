@@ -1,0 +1,53 @@
+"""The curl walk-through in docs/events.md runs as written against a real server."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.e2e.conftest import cli_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+
+
+def _script(base: str) -> str:
+    """The doc's bash blocks in order, minus the ones that stream forever (``curl -N``),
+    failing on any HTTP error (``curl -sf``)."""
+    blocks = re.findall(r"```bash\n(.*?)```", DOC.read_text(), flags=re.S)
+    runnable = [block for block in blocks if "curl -N" not in block]
+    assert len(runnable) >= 4, "the walk-through lost its examples"
+    script = "\n".join(runnable).replace("localhost:8000", base.removeprefix("http://"))
+    return "set -euo pipefail\n" + script.replace("curl -s ", "curl -sf ")
+
+
+def test_the_events_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", "-c", _script(server) + '\nprintf "\\nRUN=%s\\n" "$RUN"'],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = result.stdout.strip().splitlines()[-1].removeprefix("RUN=")
+    run = httpx.get(f"{server}/v1/runs/{run_id}").json()
+    assert run["status"] == "completed"
+    assert run["output"] == {"url": "https://staging.example"}
+    assert '"first_sequence":4,"last_sequence":5' in result.stdout
+    assert '"result":"already_terminal"' in result.stdout
+    logfile = [orjson.loads(line) for line in (tmp_path / "run.ndjson").read_text().splitlines()]
+    assert [e["type"] for e in logfile] == [
+        "run.created",
+        "run.queued",
+        "run.started",
+        "console.line",
+        "log",
+        "run.progress",
+        "run.completed",
+    ]
