@@ -13,7 +13,7 @@ Both kinds of connection are used through the same small :class:`Conn` interface
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +24,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Dialect, Engine, Result, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
+
+from runyard.db import sqlite_bulk
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +55,10 @@ class Conn:
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
         raise NotImplementedError
 
+    async def insert_many(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows with the same keys in one batch (the hot path of event appends)."""
+        raise NotImplementedError
+
 
 class _AsyncConn(Conn):
     def __init__(self, conn: AsyncConnection) -> None:
@@ -65,6 +71,9 @@ class _AsyncConn(Conn):
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
         return await self._conn.run_sync(fn)
 
+    async def insert_many(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        await self._conn.execute(sa.insert(table), list(rows))
+
 
 class _InlineConn(Conn):
     def __init__(self, conn: Connection) -> None:
@@ -76,6 +85,9 @@ class _InlineConn(Conn):
 
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
         return fn(self._conn)
+
+    async def insert_many(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        sqlite_bulk.insert_many(self._conn.connection.driver_connection, table, rows)
 
 
 class Tx:

@@ -9,7 +9,6 @@ from runyard.db.engine import Conn
 from runyard.events.tables import event_streams, events
 
 _INSERT_STREAM = sa.insert(event_streams)
-_INSERT_EVENTS = sa.insert(events)
 _RESERVE = (
     sa.update(event_streams)
     .where(event_streams.c.id == sa.bindparam("_id"))
@@ -62,7 +61,7 @@ async def reserve(
 
 
 async def insert(conn: Conn, rows: Sequence[dict[str, Any]]) -> None:
-    await conn.execute(_INSERT_EVENTS, list(rows))
+    await conn.insert_many(events, rows)
 
 
 async def last_sequence(conn: Conn, stream_id: str) -> int | None:
