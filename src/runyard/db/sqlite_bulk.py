@@ -7,26 +7,20 @@ and the driver's ``executemany`` does the rest.
 """
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
-from runyard.db.base import UTCDateTime
+from runyard.db.base import UTCDateTime, sqlite_datetime_text
 
 Encoder = Callable[[Any], Any]
 
 
 def _datetime(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetimes are not stored; use runyard.clock.utcnow()")
-    if value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return None if value is None else sqlite_datetime_text(value)
 
 
 def _json(value: Any) -> str:
