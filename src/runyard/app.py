@@ -17,6 +17,7 @@ from runyard.http.responses import json_response
 from runyard.observability.metrics import Metrics
 from runyard.observability.router import router as operations_router
 from runyard.pipelines.router import router as pipelines_router
+from runyard.runners.router import fleet as fleet_router
 from runyard.runners.router import router as runner_router
 from runyard.runs.router import router as runs_router
 from runyard.settings import Settings
@@ -48,7 +49,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestContextMiddleware, metrics=metrics, max_request_bytes=settings.max_request_bytes
     )
     install_error_handlers(app)
-    for router in (runs_router, events_router, runner_router, pipelines_router, operations_router):
+    for router in (
+        runs_router,
+        events_router,
+        runner_router,
+        fleet_router,
+        pipelines_router,
+        operations_router,
+    ):
         app.include_router(router)
 
     @app.get("/api-doc/openapi.json", include_in_schema=False)

@@ -1,6 +1,9 @@
 """The services of one app, built by the lifespan and kept on ``app.state.services``."""
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from runyard.audit.service import AuditService
 from runyard.broker import Broker, broker_from_url
@@ -9,6 +12,9 @@ from runyard.db.migrate import upgrade
 from runyard.events.service import EventService
 from runyard.observability.metrics import Metrics
 from runyard.pipelines.service import PipelineService
+from runyard.runners.leases import sweep_forever, sweep_interval
+from runyard.runners.service import RunnerService
+from runyard.runners.tokens import RunnerTokens, load_secret
 from runyard.runs.service import RunService
 from runyard.settings import Settings
 from runyard.workspaces.service import WorkspaceService
@@ -25,6 +31,9 @@ class Services:
     workspaces: WorkspaceService
     pipelines: PipelineService
     runs: RunService
+    runners: RunnerService
+    tokens: RunnerTokens
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> "Services":
@@ -41,9 +50,30 @@ class Services:
         workspaces = WorkspaceService(db)
         await workspaces.ensure_default()
         pipelines = PipelineService(db, audit)
-        runs = RunService(db, events, pipelines, audit, metrics)
-        return cls(settings, db, broker, metrics, audit, events, workspaces, pipelines, runs)
+        runs = RunService(db, broker, events, pipelines, audit, metrics, settings)
+        tokens = RunnerTokens(load_secret(settings), timedelta(hours=settings.runner_token_hours))
+        runners = RunnerService(db, broker, runs, tokens, settings)
+        services = cls(
+            settings,
+            db,
+            broker,
+            metrics,
+            audit,
+            events,
+            workspaces,
+            pipelines,
+            runs,
+            runners,
+            tokens,
+        )
+        interval = sweep_interval(settings.lease_seconds)
+        services._tasks.append(asyncio.create_task(sweep_forever(runs, interval)))
+        return services
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.broker.close()
         await self.db.dispose()

@@ -5,9 +5,12 @@ including FastAPI's validation and routing errors, with :func:`problem_body`.
 
     DomainError
     ├── BadRequest (400)            ── InvalidInput, ReservedEventType
+    ├── Unauthorized (401)
+    ├── Forbidden (403)
     ├── NotFound (404)              ── RunNotFound, PipelineNotFound
-    ├── Conflict (409)              ── InvalidTransition, RunExists, PipelineExists
-    └── PayloadTooLarge (413)
+    ├── Conflict (409)              ── InvalidTransition, RunExists, PipelineExists, StaleLease
+    ├── PayloadTooLarge (413)
+    └── Unavailable (503)
 """
 
 from typing import Any, ClassVar
@@ -53,6 +56,18 @@ class ReservedEventType(BadRequest):
     title = "Reserved event type"
 
 
+class Unauthorized(DomainError):
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
 class NotFound(DomainError):
     status = 404
     code = "not_found"
@@ -88,6 +103,11 @@ class RunExists(Conflict):
 class PipelineExists(Conflict):
     code = "pipeline_exists"
     title = "Pipeline already exists"
+
+
+class StaleLease(Conflict):
+    code = "stale_lease"
+    title = "Stale lease"
 
 
 class PayloadTooLarge(DomainError):

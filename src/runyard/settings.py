@@ -6,7 +6,7 @@ a test keeps the two in step.
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,27 @@ class Settings(BaseSettings):
         description="Run the embedded worker inside `runyard serve` (reported as `runner_mode`).",
     )
     log_level: str = Field("info", description="Log level of the server: debug, info, warning.")
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Key that signs runner tokens (HS256). Default: generated on first start "
+        "into `<data_dir>/secret.key`. Replicas must share one.",
+    )
+    lease_seconds: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="How long a runner's lease lasts without a heartbeat (a pipeline's "
+        "`lease_seconds` overrides it). Runners heartbeat every third of it.",
+    )
+    cancel_deadline_seconds: int = Field(
+        30,
+        ge=1,
+        description="After a cancel of a running run, how long the runner has to acknowledge "
+        "before the run is `cancelled` regardless.",
+    )
+    runner_token_hours: int = Field(
+        24, ge=1, le=24 * 30, description="Lifetime of a runner token (refreshable)."
+    )
     max_request_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,

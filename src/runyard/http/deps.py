@@ -1,5 +1,7 @@
 """``Annotated`` dependencies, so route signatures read like prose."""
 
+import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -8,7 +10,9 @@ from runyard.container import Services
 from runyard.context import Caller
 from runyard.events.service import EventService
 from runyard.pipelines.service import PipelineService
-from runyard.problems import NotFound
+from runyard.problems import Forbidden, InvalidInput, NotFound, Unauthorized
+from runyard.runners.service import RunnerService
+from runyard.runners.tokens import looks_like_token
 from runyard.runs.service import RunService
 from runyard.workspaces.service import DEFAULT_WORKSPACE
 
@@ -44,6 +48,49 @@ async def _caller(request: Request) -> Caller:
     )
 
 
+LEASE_ID = re.compile(r"^lse_[0-9A-Z]{26}$")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerAuth:
+    """Who calls a runner endpoint, and the lease the call claims to hold (if any)."""
+
+    caller: Caller
+    lease_id: str | None
+
+
+async def _runner_auth(request: Request) -> RunnerAuth:
+    """A runner token (``Authorization: Bearer <jwt>``) scoped to the run in the path, or open
+    mode's headers. ``X-Runyard-Lease`` names the lease; a token carries its own."""
+    lease_id = request.headers.get("x-runyard-lease")
+    if lease_id is not None and not LEASE_ID.match(lease_id):
+        raise InvalidInput(
+            "X-Runyard-Lease is not a lease id",
+            errors=[{"loc": ["header", "X-Runyard-Lease"], "msg": "expected lse_<ULID>"}],
+        )
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credential = authorization.partition(" ")
+    if not authorization:
+        return RunnerAuth(await _caller(request), lease_id)
+    if scheme.lower() != "bearer" or not looks_like_token(credential.strip()):
+        raise Unauthorized("runner endpoints take a runner token: Authorization: Bearer <token>")
+    claims = _services(request).tokens.verify(credential.strip())
+    run_id = request.path_params.get("run_id")
+    if run_id is not None and run_id != claims["sub"]:
+        raise Forbidden(f"this runner token is for run {claims['sub']}, not {run_id}")
+    caller = Caller(
+        workspace_id=str(claims.get("ws", DEFAULT_WORKSPACE)),
+        actor=f"runner:{claims['sub']}",
+        request_id=request.scope.get("state", {}).get("request_id"),
+        role="runner",
+    )
+    return RunnerAuth(caller, lease_id or claims.get("lease"))
+
+
+async def _runners(request: Request) -> RunnerService:
+    return _services(request).runners
+
+
 async def _runs(request: Request) -> RunService:
     return _services(request).runs
 
@@ -61,3 +108,5 @@ CallerDep = Annotated[Caller, Depends(_caller)]
 RunServiceDep = Annotated[RunService, Depends(_runs)]
 EventServiceDep = Annotated[EventService, Depends(_events)]
 PipelineServiceDep = Annotated[PipelineService, Depends(_pipelines)]
+RunnerAuthDep = Annotated[RunnerAuth, Depends(_runner_auth)]
+RunnerServiceDep = Annotated[RunnerService, Depends(_runners)]

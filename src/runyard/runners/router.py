@@ -1,4 +1,8 @@
-"""Runner callbacks (DESIGN §8): events and status. Open mode for now; leases come later."""
+"""The runner protocol (DESIGN §8): claim, heartbeat, token refresh, and the callbacks.
+
+Callbacks authenticate with the run's runner token (or open mode's headers); a call that
+names a lease which no longer holds the run is refused with 409 ``stale_lease``.
+"""
 
 from typing import Any
 
@@ -20,13 +24,21 @@ from runyard.events.schemas import (
 )
 from runyard.events.service import NewEvent
 from runyard.http.body import read_limited
-from runyard.http.deps import CallerDep, RunServiceDep
+from runyard.http.deps import CallerDep, RunnerAuthDep, RunnerServiceDep, RunServiceDep
 from runyard.http.errors import problem_responses
 from runyard.http.responses import json_response
 from runyard.problems import BadRequest, InvalidInput, PayloadTooLarge, ReservedEventType
+from runyard.runners.schemas import (
+    ClaimRequest,
+    ClaimResponse,
+    HeartbeatResponse,
+    RunnerList,
+    TokenResponse,
+)
 from runyard.runs.schemas import RunStatusReport, StatusResult
 
-router = APIRouter(prefix="/v1/runner/runs", tags=["runner"])
+router = APIRouter(prefix="/v1/runner", tags=["runner"])
+fleet = APIRouter(prefix="/v1/runners", tags=["runner"])
 
 _EVENTS_BODY = {
     "requestBody": {
@@ -112,17 +124,61 @@ def parse_events(raw: bytes) -> list[NewEvent]:
 
 
 @router.post(
-    "/{run_id}/events",
+    "/claim",
+    response_model=ClaimResponse,
+    summary="Claim a queued run (long-poll up to wait_seconds; 204 when none)",
+    responses={**problem_responses(400, 404), 204: {"description": "No run to claim"}},
+)
+async def claim(body: ClaimRequest, caller: CallerDep, runners: RunnerServiceDep) -> Response:
+    claimed = await runners.claim(caller, body)
+    if claimed is None:
+        return Response(status_code=204)
+    return json_response(claimed)
+
+
+@router.post(
+    "/runs/{run_id}/heartbeat",
+    response_model=HeartbeatResponse,
+    summary="Keep a lease alive; says whether a cancel was requested",
+    responses=problem_responses(400, 401, 403, 404, 409),
+)
+async def heartbeat(run_id: str, auth: RunnerAuthDep, runners: RunnerServiceDep) -> Response:
+    if auth.lease_id is None:
+        raise InvalidInput(
+            "a heartbeat names its lease: a runner token, or X-Runyard-Lease",
+            errors=[{"loc": ["header", "X-Runyard-Lease"], "msg": "Field required"}],
+        )
+    return json_response(await runners.heartbeat(auth.caller, run_id, auth.lease_id))
+
+
+@router.post(
+    "/runs/{run_id}/token",
+    response_model=TokenResponse,
+    summary="Refresh a runner token before it expires",
+    responses=problem_responses(400, 401, 403, 404, 409),
+)
+async def refresh_token(run_id: str, auth: RunnerAuthDep, runners: RunnerServiceDep) -> Response:
+    return json_response(await runners.refresh_token(auth.caller, run_id, auth.lease_id))
+
+
+@fleet.get("", response_model=RunnerList, summary="Runners of this workspace")
+async def list_runners(caller: CallerDep, runners: RunnerServiceDep) -> Response:
+    data = await runners.list_runners(caller)
+    return json_response({"data": data, "next_cursor": None, "has_more": False})
+
+
+@router.post(
+    "/runs/{run_id}/events",
     response_model=AppendResult,
     summary="Append one event or an atomic batch to a run",
     openapi_extra=_EVENTS_BODY,
-    responses=problem_responses(400, 404, 409, 413),
+    responses=problem_responses(400, 401, 403, 404, 409, 413),
 )
 async def post_events(
-    run_id: str, request: Request, caller: CallerDep, runs: RunServiceDep
+    run_id: str, request: Request, auth: RunnerAuthDep, runs: RunServiceDep
 ) -> Response:
     items = parse_events(await read_limited(request, MAX_BATCH_BYTES))
-    envelopes = await runs.ingest(caller, run_id, items)
+    envelopes = await runs.ingest(auth.caller, run_id, items, lease_id=auth.lease_id)
     return json_response(
         {
             "ok": True,
@@ -134,13 +190,13 @@ async def post_events(
 
 
 @router.post(
-    "/{run_id}/status",
+    "/runs/{run_id}/status",
     response_model=StatusResult,
     summary="Report a run's status, progress, output, metrics or usage",
-    responses=problem_responses(400, 404, 409),
+    responses=problem_responses(400, 401, 403, 404, 409),
 )
 async def post_status(
-    run_id: str, body: RunStatusReport, caller: CallerDep, runs: RunServiceDep
+    run_id: str, body: RunStatusReport, auth: RunnerAuthDep, runs: RunServiceDep
 ) -> Response:
-    run = await runs.report(caller, run_id, body)
+    run = await runs.report(auth.caller, run_id, body, lease_id=auth.lease_id)
     return json_response({"ok": True, "run": run})

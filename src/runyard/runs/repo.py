@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from runyard.db import dialect
 from runyard.db.engine import Conn
 from runyard.events.tables import event_streams
-from runyard.runs.tables import runs
+from runyard.runs.tables import leases, runs
 
 # Statements built once: building and keying a 31-column SELECT costs more than running it.
 _GET = (
@@ -24,7 +24,9 @@ _GET = (
 _GET_FOR_UPDATE = _GET.with_for_update(of=runs)
 _INSERT = sa.insert(runs)
 _EXISTS = sa.select(runs.c.id).where(runs.c.id == sa.bindparam("_id"))
-_STATUS = sa.select(runs.c.status, runs.c.attempt).where(runs.c.id == sa.bindparam("_id"))
+_STATUS = sa.select(runs.c.status, runs.c.attempt, runs.c.lease_id).where(
+    runs.c.id == sa.bindparam("_id")
+)
 _UPDATE = sa.update(runs).where(runs.c.id == sa.bindparam("_id"))
 _DELETE = sa.delete(runs).where(runs.c.id == sa.bindparam("_id"))
 _LIST_COLUMNS = [c for c in runs.c if c.name not in ("steps", "input", "output")]
@@ -46,9 +48,9 @@ async def get(
     return dict(row._mapping) if row is not None else None
 
 
-async def status_and_attempt(conn: Conn, run_id: str) -> tuple[str, int]:
+async def status_attempt_lease(conn: Conn, run_id: str) -> tuple[str, int, str | None]:
     row = (await conn.execute(_STATUS, {"_id": run_id})).one()
-    return str(row.status), int(row.attempt)
+    return str(row.status), int(row.attempt), row.lease_id
 
 
 async def update(conn: Conn, run_id: str, values: dict[str, Any]) -> None:
@@ -57,6 +59,64 @@ async def update(conn: Conn, run_id: str, values: dict[str, Any]) -> None:
 
 async def delete(conn: Conn, run_id: str) -> None:
     await conn.execute(_DELETE, {"_id": run_id})
+
+
+_INSERT_LEASE = sa.insert(leases)
+_UPDATE_LEASE = sa.update(leases).where(leases.c.id == sa.bindparam("_id"))
+_LEASE_DURATION = sa.select(leases.c.duration_seconds).where(leases.c.id == sa.bindparam("_id"))
+_ACTIVE = ("running", "cancelling")
+
+
+async def next_queued(conn: Conn, workspace_id: str, pipelines: Sequence[str]) -> str | None:
+    """The oldest queued run of these pipelines (any, when empty), locked for this claimer:
+    concurrent claimers on PostgreSQL skip it (``SKIP LOCKED``); SQLite serialises writers."""
+    query = sa.select(runs.c.id).where(
+        runs.c.workspace_id == workspace_id, runs.c.status == "queued"
+    )
+    if pipelines:
+        query = query.where(runs.c.pipeline.in_(pipelines))
+    query = query.order_by(runs.c.queued_at, runs.c.id).limit(1).with_for_update(skip_locked=True)
+    found: str | None = (await conn.execute(query)).scalar_one_or_none()
+    return found
+
+
+async def expired(conn: Conn, now: datetime, limit: int) -> list[tuple[str, str]]:
+    """(run id, workspace id) of active runs whose lease or cancel deadline has passed."""
+    query = (
+        sa.select(runs.c.id, runs.c.workspace_id)
+        .where(
+            runs.c.status.in_(_ACTIVE),
+            sa.or_(
+                runs.c.lease_expires_at < now,
+                sa.and_(runs.c.status == "cancelling", runs.c.cancel_deadline_at < now),
+            ),
+        )
+        .limit(limit)
+    )
+    rows: list[Any] = list((await conn.execute(query)).all())
+    return [(str(run_id), str(workspace_id)) for run_id, workspace_id in rows]
+
+
+async def insert_lease(conn: Conn, values: dict[str, Any]) -> None:
+    await conn.execute(_INSERT_LEASE, values)
+
+
+async def update_lease(conn: Conn, lease_id: str, values: dict[str, Any]) -> None:
+    await conn.execute(_UPDATE_LEASE, {"_id": lease_id, **values})
+
+
+async def lease_duration(conn: Conn, lease_id: str) -> int:
+    return int((await conn.execute(_LEASE_DURATION, {"_id": lease_id})).scalar_one())
+
+
+async def active_by_runner(conn: Conn, workspace_id: str) -> dict[str, int]:
+    query = (
+        sa.select(runs.c.runner_id, sa.func.count())
+        .where(runs.c.workspace_id == workspace_id, runs.c.status.in_(_ACTIVE))
+        .group_by(runs.c.runner_id)
+    )
+    rows: list[Any] = list((await conn.execute(query)).all())
+    return {str(runner_id): int(count) for runner_id, count in rows if runner_id}
 
 
 async def count_by_status(conn: Conn) -> dict[str, int]:

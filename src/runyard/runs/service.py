@@ -4,13 +4,14 @@ Every state change goes through :meth:`RunService._transition`, which checks the
 :mod:`runyard.runs.states`, updates the row and appends the ``run.*`` event in one transaction.
 """
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from runyard.audit.service import AuditService
+from runyard.broker import Broker
 from runyard.clock import utcnow
 from runyard.context import Caller
 from runyard.db.engine import Database, Tx
@@ -19,10 +20,18 @@ from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
 from runyard.observability.metrics import Metrics
 from runyard.pipelines.service import PipelineService, validate_input
-from runyard.problems import Conflict, NotFound, RunExists, RunNotFound
+from runyard.problems import (
+    Conflict,
+    NotFound,
+    PipelineNotFound,
+    RunExists,
+    RunNotFound,
+    StaleLease,
+)
 from runyard.runs import repo
 from runyard.runs.schemas import RunCreate, RunStatusReport, run_resource
 from runyard.runs.states import ENTRY_EVENT, TERMINAL, RunStatus, check_transition, is_terminal
+from runyard.settings import Settings
 
 S = RunStatus
 
@@ -36,16 +45,20 @@ class RunService:
     def __init__(
         self,
         db: Database,
+        broker: Broker,
         events: EventService,
         pipelines: PipelineService,
         audit: AuditService,
         metrics: Metrics,
+        settings: Settings,
     ) -> None:
         self.db = db
+        self.broker = broker
         self.events = events
         self.pipelines = pipelines
         self.audit = audit
         self.metrics = metrics
+        self.settings = settings
 
     # -- create and read ------------------------------------------------------------------
 
@@ -162,7 +175,10 @@ class RunService:
             if status in TERMINAL:
                 result = "already_terminal"
             elif status is S.RUNNING and not force:
-                await self._transition(tx, run, S.CANCELLING, data=data)
+                deadline = utcnow() + timedelta(seconds=self.settings.cancel_deadline_seconds)
+                await self._transition(
+                    tx, run, S.CANCELLING, data=data, cancel_deadline_at=deadline
+                )
                 result = "cancelling"
             elif status is S.CANCELLING and not force:
                 result = "cancelling"
@@ -196,10 +212,13 @@ class RunService:
 
     # -- runner callbacks -----------------------------------------------------------------
 
-    async def report(self, caller: Caller, run_id: str, body: RunStatusReport) -> dict[str, Any]:
+    async def report(
+        self, caller: Caller, run_id: str, body: RunStatusReport, *, lease_id: str | None = None
+    ) -> dict[str, Any]:
         """A runner's status callback: progress, metrics, usage, output and transitions."""
         async with self.db.write() as tx:
             run = await self._locked(tx, caller, run_id)
+            _check_lease(run, lease_id)
             if is_terminal(run["status"]):
                 check_transition(run_id, run["status"], S(body.status or run["status"]))
             values: dict[str, Any] = {}
@@ -244,7 +263,7 @@ class RunService:
         return run_resource(run)
 
     async def ingest(
-        self, caller: Caller, run_id: str, items: list[NewEvent]
+        self, caller: Caller, run_id: str, items: list[NewEvent], *, lease_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Append a runner's events atomically; refused once the run has finished."""
         async with self.db.write() as tx:
@@ -255,7 +274,11 @@ class RunService:
             except NotFound as exc:
                 raise RunNotFound(f"run {run_id} not found") from exc
             # read after taking the stream's lock, so a concurrent terminal transition is seen
-            status, attempt = await repo.status_and_attempt(tx.conn, run_id)
+            status, attempt, current_lease = await repo.status_attempt_lease(tx.conn, run_id)
+            if lease_id is not None and lease_id != current_lease:
+                raise StaleLease(
+                    f"lease {lease_id} no longer holds run {run_id}", current_status=status
+                )
             if is_terminal(status):
                 raise RunFinished(
                     f"run {run_id} is {status}; it takes no more events", current_status=status
@@ -263,6 +286,140 @@ class RunService:
             return await self.events.write(
                 tx, run_id, first, items, run_id=run_id, source="runner", attempt=attempt
             )
+
+    # -- leases (DESIGN §8) -----------------------------------------------------------------
+
+    async def claim(
+        self, caller: Caller, *, runner_id: str, pipelines: Sequence[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Lease the oldest queued run of ``pipelines`` to a runner: ``(run, lease)`` or None."""
+        async with self.db.write() as tx:
+            run_id = await repo.next_queued(tx.conn, caller.workspace_id, pipelines)
+            if run_id is None:
+                return None
+            run = await self._locked(tx, caller, run_id)
+            now = utcnow()
+            seconds = await self._lease_seconds(tx, caller, run)
+            lease = {
+                "id": new_id("lse"),
+                "run_id": run_id,
+                "runner_id": runner_id,
+                "attempt": run["attempt"] + 1,
+                "duration_seconds": seconds,
+                "granted_at": now,
+                "expires_at": now + timedelta(seconds=seconds),
+                "ended_at": None,
+                "end_reason": None,
+            }
+            await repo.insert_lease(tx.conn, lease)
+            await self._transition(
+                tx,
+                run,
+                S.RUNNING,
+                data={"runner_id": runner_id, "lease_id": lease["id"]},
+                attempt=lease["attempt"],
+                runner_id=runner_id,
+                lease_id=lease["id"],
+                lease_expires_at=lease["expires_at"],
+            )
+        return run_resource(run), lease
+
+    async def heartbeat(
+        self, caller: Caller, run_id: str, lease_id: str
+    ) -> tuple[dict[str, Any], bool]:
+        """Extend a current lease; says whether the run's cancel was requested."""
+        async with self.db.write() as tx:
+            run = await self._locked(tx, caller, run_id)
+            if lease_id != run["lease_id"]:
+                raise StaleLease(
+                    f"lease {lease_id} no longer holds run {run_id}", current_status=run["status"]
+                )
+            seconds = await repo.lease_duration(tx.conn, lease_id)
+            expires_at = utcnow() + timedelta(seconds=seconds)
+            await repo.update(tx.conn, run_id, {"lease_expires_at": expires_at})
+            await repo.update_lease(tx.conn, lease_id, {"expires_at": expires_at})
+            run["lease_expires_at"] = expires_at
+        return run, run["status"] == S.CANCELLING
+
+    async def expire_leases(self, limit: int = 200) -> int:
+        """The sweeper's pass: re-queue or fail runs whose lease expired, and end cancels whose
+        deadline passed. Each run in its own transaction, re-checked under its lock."""
+        now = utcnow()
+        async with self.db.read() as conn:
+            due = await repo.expired(conn, now, limit)
+        for run_id, workspace_id in due:
+            caller = Caller(workspace_id=workspace_id, actor="runyard:sweeper")
+            async with self.db.write() as tx:
+                run = await repo.get(tx.conn, workspace_id, run_id, for_update=True)
+                if run is not None:
+                    await self._expire(tx, caller, run, now)
+        return len(due)
+
+    async def current_lease(self, caller: Caller, run_id: str) -> str | None:
+        async with self.db.read() as conn:
+            run = await repo.get(conn, caller.workspace_id, run_id)
+        if run is None:
+            raise RunNotFound(f"run {run_id} not found")
+        lease: str | None = run["lease_id"]
+        return lease
+
+    async def active_by_runner(self, caller: Caller) -> dict[str, int]:
+        async with self.db.read() as conn:
+            return await repo.active_by_runner(conn, caller.workspace_id)
+
+    async def _expire(self, tx: Tx, caller: Caller, run: dict[str, Any], now: datetime) -> None:
+        lease_over = run["lease_expires_at"] is not None and run["lease_expires_at"] <= now
+        deadline_over = run["cancel_deadline_at"] is not None and run["cancel_deadline_at"] <= now
+        if run["status"] == S.CANCELLING and (lease_over or deadline_over):
+            reason = "cancel deadline passed" if deadline_over else "lease expired while cancelling"
+            await self._transition(
+                tx, run, S.CANCELLED, data={"reason": reason}, lease_end="expired"
+            )
+        elif run["status"] == S.RUNNING and lease_over:
+            retry = {
+                "attempt": run["attempt"],
+                "max_attempts": run["max_attempts"],
+                "reason": "lease_expired",
+                "lease_id": run["lease_id"],
+            }
+            if run["attempt"] < run["max_attempts"]:
+                await self._transition(
+                    tx,
+                    run,
+                    S.QUEUED,
+                    before=[NewEvent("run.retrying", retry)],
+                    data={"reason": "lease_expired"},
+                    lease_end="expired",
+                )
+            else:
+                error = {
+                    "code": "lease_expired",
+                    "step": run["current_step"],
+                    "message": f"the runner stopped heartbeating on attempt {run['attempt']} "
+                    f"of {run['max_attempts']}",
+                }
+                await self._transition(
+                    tx,
+                    run,
+                    S.FAILED,
+                    data={"reason": "lease_expired"},
+                    lease_end="expired",
+                    error=error,
+                )
+        else:
+            return
+        await self.audit.record(
+            tx, caller, "run.lease_expired", "run", run["id"], {"status": run["status"]}
+        )
+
+    async def _lease_seconds(self, tx: Tx, caller: Caller, run: dict[str, Any]) -> int:
+        try:
+            pipeline = await self.pipelines.resolve(
+                tx, caller, name=None, pipeline_id=run["pipeline_id"]
+            )
+        except PipelineNotFound:
+            return self.settings.lease_seconds
+        return int(pipeline["spec"].get("lease_seconds") or self.settings.lease_seconds)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -280,6 +437,7 @@ class RunService:
         *,
         data: dict[str, Any] | None = None,
         before: Sequence[NewEvent] = (),
+        lease_end: str | None = None,
         **values: Any,
     ) -> None:
         """Move ``run`` to ``target`` (checked), persist it and emit the entry event."""
@@ -287,8 +445,15 @@ class RunService:
         check_transition(run["id"], previous, target)
         now = utcnow()
         values.update(status=target.value, updated_at=now)
+        if run["lease_id"] and target not in (S.RUNNING, S.CANCELLING):
+            # leaving the runner's hands: its lease ends, so its late callbacks are stale
+            await repo.update_lease(
+                tx.conn, run["lease_id"], {"ended_at": now, "end_reason": lease_end or target.value}
+            )
+            values.update(lease_id=None, lease_expires_at=None)
         if target is S.QUEUED:
             values["queued_at"] = now
+            tx.after_commit(self._wake_claimers(run["workspace_id"]))
         elif target is S.RUNNING and run["started_at"] is None:
             values["started_at"] = now
         elif target in TERMINAL:
@@ -302,11 +467,30 @@ class RunService:
             payload["error"] = run["error"]
         await self._emit(tx, run, [*before, NewEvent(ENTRY_EVENT[target], payload)])
 
+    def _wake_claimers(self, workspace_id: str) -> Callable[[], Awaitable[None]]:
+        async def wake() -> None:
+            await self.broker.publish(claims_channel(workspace_id), b"queued")
+
+        return wake
+
     async def _emit(self, tx: Tx, run: dict[str, Any], items: list[NewEvent]) -> None:
         envelopes = await self.events.append(
             tx, run["id"], items, run_id=run["id"], source="server", attempt=run["attempt"]
         )
         run["last_sequence"] = envelopes[-1]["sequence"]
+
+
+def claims_channel(workspace_id: str) -> str:
+    """Where runners waiting to claim in a workspace hear that a run was queued."""
+    return f"claims:{workspace_id}"
+
+
+def _check_lease(run: dict[str, Any], lease_id: str | None) -> None:
+    """Fencing: a callback that names a lease must name the run's current one."""
+    if lease_id is not None and lease_id != run["lease_id"]:
+        raise StaleLease(
+            f"lease {lease_id} no longer holds run {run['id']}", current_status=run["status"]
+        )
 
 
 def _new_run(caller: Caller, body: RunCreate, pipeline: dict[str, Any]) -> dict[str, Any]:
@@ -339,6 +523,9 @@ def _new_run(caller: Caller, body: RunCreate, pipeline: dict[str, Any]) -> dict[
         "replay_of": None,
         "session_id": None,
         "runner_id": None,
+        "lease_id": None,
+        "lease_expires_at": None,
+        "cancel_deadline_at": None,
         "created_by": caller.actor,
         "created_at": now,
         "queued_at": now if status is S.QUEUED else None,

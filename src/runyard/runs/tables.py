@@ -30,6 +30,9 @@ runs = sa.Table(
     sa.Column("replay_of", sa.String(64), nullable=True),
     sa.Column("session_id", sa.String(64), nullable=True),
     sa.Column("runner_id", sa.String(64), nullable=True),
+    sa.Column("lease_id", sa.String(64), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("cancel_deadline_at", UTCDateTime(), nullable=True),
     sa.Column("created_by", sa.String(200), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("queued_at", UTCDateTime(), nullable=True),
@@ -39,4 +42,20 @@ runs = sa.Table(
     sa.Index("ix_runs_workspace_created", "workspace_id", "created_at", "id"),
     sa.Index("ix_runs_workspace_status", "workspace_id", "status"),
     sa.Index("ix_runs_workspace_pipeline", "workspace_id", "pipeline"),
+    sa.Index("ix_runs_status_lease", "status", "lease_expires_at"),
+)
+
+#: every lease ever granted: the attempt history a run's diagnostics show
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("runner_id", sa.String(64), nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("duration_seconds", sa.Integer, nullable=False),
+    sa.Column("granted_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("end_reason", sa.String(32), nullable=True),
 )

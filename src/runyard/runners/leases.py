@@ -1,0 +1,23 @@
+"""The sweeper: a background task that ends leases runners stopped renewing."""
+
+import asyncio
+import logging
+
+from runyard.runs.service import RunService
+
+log = logging.getLogger(__name__)
+
+
+async def sweep_forever(runs: RunService, interval: float) -> None:
+    """Every ``interval`` seconds, expire what is due; runs until cancelled."""
+    while True:
+        try:
+            await runs.expire_leases()
+        except Exception:  # a failed pass (database away) is retried next interval
+            log.exception("lease sweep failed")
+        await asyncio.sleep(interval)
+
+
+def sweep_interval(lease_seconds: int) -> float:
+    """``min(5, lease/3)`` seconds (DESIGN §15)."""
+    return min(5.0, lease_seconds / 3)
