@@ -79,6 +79,7 @@ class RunService:
                     items.append(
                         NewEvent("run.queued", {"status": "queued", "previous_status": None})
                     )
+                    tx.after_commit(self._wake_claimers(caller.workspace_id))
                 await repo.insert(tx.conn, row)
                 await self.events.create_stream(
                     tx,

@@ -1,0 +1,212 @@
+"""The runner protocol (DESIGN §8) on both databases: claims, leases, fencing, tokens."""
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import assert_problem, make_pipeline, make_run
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+
+async def claim(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    return await client.post("/v1/runner/claim", json={"runner": {"name": "r1"}, **body})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def types_of(client: httpx.AsyncClient, run_id: str) -> list[str]:
+    page = (await client.get(f"/v1/runs/{run_id}/events?limit=1000")).json()
+    return [e["type"] for e in page["data"]]
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, run_id: str, status: str, seconds: float = 10
+) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run = (await client.get(f"/v1/runs/{run_id}")).json()
+        if run["status"] == status:
+            return dict(run)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} is {run['status']}, not {status}")
+
+
+async def test_a_claim_leases_the_oldest_queued_run_with_a_token(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    assert (await claim(client)).status_code == 204
+    first = await make_run(client)
+    await make_run(client)
+    response = await claim(client, pipelines=["deploy"])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["run"]["id"] == first["id"]
+    assert body["run"]["status"] == "running" and body["run"]["attempt"] == 1
+    assert body["lease"]["id"].startswith("lse_") and body["lease"]["attempt"] == 1
+    assert body["run"]["runner_id"].startswith("rnr_")
+    assert body["token"].count(".") == 2
+    started = (await client.get(f"/v1/runs/{first['id']}/events?type=run.started")).json()["data"]
+    assert started[0]["data"]["lease_id"] == body["lease"]["id"]
+    assert (await claim(client, pipelines=["other"])).status_code == 204
+
+
+async def test_a_waiting_claim_wakes_when_a_run_is_queued(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    waiting = asyncio.create_task(claim(client, wait_seconds=10))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    queued_at = time.monotonic()
+    run = await make_run(client)
+    response = await asyncio.wait_for(waiting, 5)
+    assert response.status_code == 200
+    assert response.json()["run"]["id"] == run["id"]
+    assert time.monotonic() - queued_at < 2
+    started = time.monotonic()
+    assert (await claim(client, wait_seconds=0.3)).status_code == 204
+    assert 0.25 < time.monotonic() - started < 3
+
+
+async def test_concurrent_claimers_never_share_a_run(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    runs = {(await make_run(client))["id"] for _ in range(3)}
+    responses = await asyncio.gather(*(claim(client) for _ in range(6)))
+    claimed = [r.json()["run"]["id"] for r in responses if r.status_code == 200]
+    assert sorted(claimed) == sorted(runs)
+    assert sum(r.status_code == 204 for r in responses) == 3
+
+
+async def test_heartbeats_extend_the_lease_and_carry_cancel_requests(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_pipeline(client)
+    run = await make_run(client)
+    body = (await claim(client)).json()
+    auth = bearer(body["token"])
+    url = f"/v1/runner/runs/{run['id']}"
+    beat = await client.post(f"{url}/heartbeat", headers=auth)
+    assert beat.status_code == 200
+    assert beat.json()["cancel_requested"] is False
+    assert beat.json()["lease_expires_at"] >= body["lease"]["expires_at"]
+    assert (await client.post(f"/v1/runs/{run['id']}/cancel")).json()["result"] == "cancelling"
+    assert (await client.post(f"{url}/heartbeat", headers=auth)).json()["cancel_requested"] is True
+    acked = await client.post(f"{url}/status", json={"status": "cancelled"}, headers=auth)
+    assert acked.json()["run"]["status"] == "cancelled"
+    assert_problem(await client.post(f"{url}/heartbeat", headers=auth), 409, "stale_lease")
+
+
+async def test_tokens_are_scoped_to_their_run(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    run_a = await make_run(client)
+    run_b = await make_run(client)
+    token = (await claim(client)).json()["token"]
+    other = await client.post(
+        f"/v1/runner/runs/{run_b['id']}/events", json={"type": "log"}, headers=bearer(token)
+    )
+    assert_problem(other, 403, "forbidden")
+    forged = bearer(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"))
+    assert_problem(
+        await client.post(f"/v1/runner/runs/{run_a['id']}/heartbeat", headers=forged),
+        401,
+        "unauthorized",
+    )
+    assert_problem(
+        await client.post(
+            f"/v1/runner/runs/{run_a['id']}/heartbeat", headers={"X-Runyard-Lease": "nope"}
+        ),
+        400,
+        "invalid_input",
+    )
+    refreshed = await client.post(f"/v1/runner/runs/{run_a['id']}/token", headers=bearer(token))
+    assert refreshed.status_code == 200 and refreshed.json()["token"].count(".") == 2
+    beat = await client.post(
+        f"/v1/runner/runs/{run_a['id']}/heartbeat", headers=bearer(refreshed.json()["token"])
+    )
+    assert beat.status_code == 200
+
+
+@pytest.mark.settings(lease_seconds=1)
+async def test_a_lost_lease_requeues_the_run_and_fences_the_old_runner(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_pipeline(client)
+    run = await make_run(client, max_attempts=2)
+    first = (await claim(client)).json()
+    await wait_for_status(client, run["id"], "queued")  # no heartbeats: the sweeper re-queues
+    second = (await claim(client, runner={"name": "r2"})).json()
+    assert second["run"]["attempt"] == 2 and second["lease"]["id"] != first["lease"]["id"]
+    url = f"/v1/runner/runs/{run['id']}"
+    stale = bearer(first["token"])
+    assert_problem(
+        await client.post(f"{url}/status", json={"status": "completed"}, headers=stale),
+        409,
+        "stale_lease",
+    )
+    assert_problem(
+        await client.post(f"{url}/events", json={"type": "log"}, headers=stale), 409, "stale_lease"
+    )
+    fresh = bearer(second["token"])
+    assert (
+        await client.post(f"{url}/events", json={"type": "log"}, headers=fresh)
+    ).status_code == 200
+    done = await client.post(f"{url}/status", json={"status": "completed"}, headers=fresh)
+    assert done.json()["run"]["status"] == "completed"
+    types = await types_of(client, run["id"])
+    assert types.count("run.retrying") == 1 and types.count("run.completed") == 1
+    assert types[-1] == "run.completed"
+
+
+@pytest.mark.settings(lease_seconds=1)
+async def test_a_lost_lease_on_the_last_attempt_fails_the_run(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    run = await make_run(client)
+    await claim(client)
+    failed = await wait_for_status(client, run["id"], "failed")
+    assert failed["error"]["code"] == "lease_expired"
+    assert failed["attempt"] == 1
+
+
+@pytest.mark.settings(cancel_deadline_seconds=1)
+async def test_a_cancel_the_runner_never_acknowledges_ends_at_the_deadline(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_pipeline(client)
+    run = await make_run(client)
+    token = (await claim(client)).json()["token"]
+    assert (await client.post(f"/v1/runs/{run['id']}/cancel")).json()["result"] == "cancelling"
+    cancelled = await wait_for_status(client, run["id"], "cancelled")
+    assert cancelled["completed_at"] is not None
+    late = await client.post(
+        f"/v1/runner/runs/{run['id']}/status", json={"status": "completed"}, headers=bearer(token)
+    )
+    assert_problem(late, 409, "stale_lease")
+
+
+async def test_a_forced_cancel_revokes_the_lease(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    run = await make_run(client)
+    token = (await claim(client)).json()["token"]
+    forced = await client.post(f"/v1/runs/{run['id']}/cancel", json={"force": True})
+    assert forced.json()["result"] == "cancelled"
+    late = await client.post(
+        f"/v1/runner/runs/{run['id']}/events", json={"type": "log"}, headers=bearer(token)
+    )
+    assert_problem(late, 409, "stale_lease")
+
+
+async def test_runners_are_listed_with_their_current_runs(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    await make_run(client)
+    await claim(client, runner={"name": "builder-1", "labels": ["gpu"], "version": "1.2"})
+    await claim(client, runner={"name": "idle-1"})
+    runners = {r["name"]: r for r in (await client.get("/v1/runners")).json()["data"]}
+    assert set(runners) == {"builder-1", "idle-1"}
+    assert runners["builder-1"]["current_runs"] == 1 and runners["idle-1"]["current_runs"] == 0
+    assert runners["builder-1"]["labels"] == ["gpu"] and runners["builder-1"]["version"] == "1.2"
+    assert {r["status"] for r in runners.values()} == {"online"}
+    other = await client.get("/v1/runners", headers={"X-Workspace-Id": "ws_default"})
+    assert len(other.json()["data"]) == 2
