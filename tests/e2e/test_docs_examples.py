@@ -11,15 +11,15 @@ import pytest
 from tests.e2e.conftest import cli_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def _script(base: str) -> str:
+def _script(base: str, doc: str = "events.md") -> str:
     """The doc's bash blocks in order, minus the ones that stream forever (``curl -N``),
     failing on any HTTP error (``curl -sf``)."""
-    blocks = re.findall(r"```bash\n(.*?)```", DOC.read_text(), flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", (DOCS / doc).read_text(), flags=re.S)
     runnable = [block for block in blocks if "curl -N" not in block]
-    assert len(runnable) >= 4, "the walk-through lost its examples"
+    assert len(runnable) >= 3, "the walk-through lost its examples"
     script = "\n".join(runnable).replace("localhost:8000", base.removeprefix("http://"))
     return "set -euo pipefail\n" + script.replace("curl -s ", "curl -sf ")
 
@@ -51,3 +51,23 @@ def test_the_events_walk_through_runs_as_documented(server: str, tmp_path: Path)
         "run.progress",
         "run.completed",
     ]
+
+
+def test_the_runner_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", "-c", _script(server, "runners.md") + '\nprintf "\\nRUN=%s\\n" "$RUN"'],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = result.stdout.strip().splitlines()[-1].removeprefix("RUN=")
+    run = httpx.get(f"{server}/v1/runs/{run_id}").json()
+    assert run["status"] == "completed" and run["output"] == {"width": 640}
+    assert run["attempt"] == 1 and run["runner_id"].startswith("rnr_")
+    assert '"cancel_requested":false' in result.stdout
+    runners = httpx.get(f"{server}/v1/runners").json()["data"]
+    assert [r["name"] for r in runners] == ["worker-1"]
