@@ -89,3 +89,13 @@ async def list_page(
         )
     query = query.order_by(pipelines.c.created_at.desc(), pipelines.c.id.desc()).limit(limit)
     return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
+
+async def version_spec(conn: Conn, pipeline_id: str, version: int) -> dict[str, Any] | None:
+    found = await conn.execute(
+        sa.select(pipeline_versions.c.spec).where(
+            pipeline_versions.c.pipeline_id == pipeline_id, pipeline_versions.c.version == version
+        )
+    )
+    spec: dict[str, Any] | None = found.scalar_one_or_none()
+    return spec

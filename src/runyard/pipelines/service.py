@@ -114,6 +114,14 @@ class PipelineService:
             raise PipelineNotFound(f"pipeline {pipeline_id or name} not found")
         return row
 
+    async def version_spec(self, pipeline_id: str, version: int) -> dict[str, Any]:
+        """The definition a run was created with (versions are immutable)."""
+        async with self.db.read() as conn:
+            spec = await repo.version_spec(conn, pipeline_id, version)
+        if spec is None:
+            raise PipelineNotFound(f"pipeline {pipeline_id} version {version} not found")
+        return spec
+
     async def list_page(self, caller: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
         after = decode_cursor(cursor)
         async with self.db.read() as conn:

@@ -84,7 +84,7 @@ class RunnerService:
         try:
             while True:
                 claimed = await self.runs.claim(
-                    caller, runner_id=runner_id, pipelines=body.pipelines
+                    caller.workspace_id, runner_id=runner_id, pipelines=body.pipelines
                 )
                 if claimed is not None:
                     break

@@ -67,17 +67,25 @@ _LEASE_DURATION = sa.select(leases.c.duration_seconds).where(leases.c.id == sa.b
 _ACTIVE = ("running", "cancelling")
 
 
-async def next_queued(conn: Conn, workspace_id: str, pipelines: Sequence[str]) -> str | None:
-    """The oldest queued run of these pipelines (any, when empty), locked for this claimer:
-    concurrent claimers on PostgreSQL skip it (``SKIP LOCKED``); SQLite serialises writers."""
-    query = sa.select(runs.c.id).where(
-        runs.c.workspace_id == workspace_id, runs.c.status == "queued"
-    )
+async def next_queued(
+    conn: Conn,
+    workspace_id: str | None,
+    pipelines: Sequence[str] = (),
+    executors: Sequence[str] = (),
+) -> tuple[str, str] | None:
+    """(id, workspace) of the oldest queued run matching the filters (a workspace of None:
+    any), locked for this claimer: concurrent claimers on PostgreSQL skip it
+    (``SKIP LOCKED``); SQLite serialises writers."""
+    query = sa.select(runs.c.id, runs.c.workspace_id).where(runs.c.status == "queued")
+    if workspace_id is not None:
+        query = query.where(runs.c.workspace_id == workspace_id)
     if pipelines:
         query = query.where(runs.c.pipeline.in_(pipelines))
+    if executors:
+        query = query.where(runs.c.executor.in_(executors))
     query = query.order_by(runs.c.queued_at, runs.c.id).limit(1).with_for_update(skip_locked=True)
-    found: str | None = (await conn.execute(query)).scalar_one_or_none()
-    return found
+    row = (await conn.execute(query)).first()
+    return (str(row.id), str(row.workspace_id)) if row is not None else None
 
 
 async def expired(conn: Conn, now: datetime, limit: int) -> list[tuple[str, str]]:

@@ -1,65 +1,40 @@
 """Run use-cases: create, read, list, start, cancel, delete, and runner reports.
 
-Every state change goes through :meth:`RunService._transition`, which checks the table in
-:mod:`runyard.runs.states`, updates the row and appends the ``run.*`` event in one transaction.
+State changes go through :class:`runyard.runs.core.RunCore`; leases live in
+:mod:`runyard.runs.leasing`.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from runyard.audit.service import AuditService
-from runyard.broker import Broker
-from runyard.clock import utcnow
+from runyard.clock import isoformat, utcnow
 from runyard.context import Caller
-from runyard.db.engine import Database, Tx
-from runyard.events.service import EventService, NewEvent
+from runyard.events.service import NewEvent
 from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
-from runyard.observability.metrics import Metrics
-from runyard.pipelines.service import PipelineService, validate_input
+from runyard.pipelines.service import validate_input
 from runyard.problems import (
-    Conflict,
     NotFound,
-    PipelineNotFound,
     RunExists,
     RunNotFound,
     StaleLease,
 )
 from runyard.runs import repo
+from runyard.runs.core import RunFinished, check_lease, claims_channel
+from runyard.runs.leasing import RunLeases
 from runyard.runs.schemas import RunCreate, RunStatusReport, run_resource
-from runyard.runs.states import ENTRY_EVENT, TERMINAL, RunStatus, check_transition, is_terminal
-from runyard.settings import Settings
+from runyard.runs.states import TERMINAL, RunStatus, check_transition, is_terminal
 
 S = RunStatus
 
 
-class RunFinished(Conflict):
-    code = "run_finished"
-    title = "Run has finished"
+__all__ = ["RunFinished", "RunService", "claims_channel"]
 
 
-class RunService:
-    def __init__(
-        self,
-        db: Database,
-        broker: Broker,
-        events: EventService,
-        pipelines: PipelineService,
-        audit: AuditService,
-        metrics: Metrics,
-        settings: Settings,
-    ) -> None:
-        self.db = db
-        self.broker = broker
-        self.events = events
-        self.pipelines = pipelines
-        self.audit = audit
-        self.metrics = metrics
-        self.settings = settings
-
+class RunService(RunLeases):
     # -- create and read ------------------------------------------------------------------
 
     async def create(self, caller: Caller, body: RunCreate) -> dict[str, Any]:
@@ -219,7 +194,7 @@ class RunService:
         """A runner's status callback: progress, metrics, usage, output and transitions."""
         async with self.db.write() as tx:
             run = await self._locked(tx, caller, run_id)
-            _check_lease(run, lease_id)
+            check_lease(run, lease_id)
             if is_terminal(run["status"]):
                 check_transition(run_id, run["status"], S(body.status or run["status"]))
             values: dict[str, Any] = {}
@@ -264,7 +239,13 @@ class RunService:
         return run_resource(run)
 
     async def ingest(
-        self, caller: Caller, run_id: str, items: list[NewEvent], *, lease_id: str | None = None
+        self,
+        caller: Caller,
+        run_id: str,
+        items: list[NewEvent],
+        *,
+        lease_id: str | None = None,
+        source: str = "runner",
     ) -> list[dict[str, Any]]:
         """Append a runner's events atomically; refused once the run has finished."""
         async with self.db.write() as tx:
@@ -285,213 +266,79 @@ class RunService:
                     f"run {run_id} is {status}; it takes no more events", current_status=status
                 )
             return await self.events.write(
-                tx, run_id, first, items, run_id=run_id, source="runner", attempt=attempt
+                tx, run_id, first, items, run_id=run_id, source=source, attempt=attempt
             )
 
-    # -- leases (DESIGN §8) -----------------------------------------------------------------
-
-    async def claim(
-        self, caller: Caller, *, runner_id: str, pipelines: Sequence[str]
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """Lease the oldest queued run of ``pipelines`` to a runner: ``(run, lease)`` or None."""
-        async with self.db.write() as tx:
-            run_id = await repo.next_queued(tx.conn, caller.workspace_id, pipelines)
-            if run_id is None:
-                return None
-            run = await self._locked(tx, caller, run_id)
-            now = utcnow()
-            seconds = await self._lease_seconds(tx, caller, run)
-            lease = {
-                "id": new_id("lse"),
-                "run_id": run_id,
-                "runner_id": runner_id,
-                "attempt": run["attempt"] + 1,
-                "duration_seconds": seconds,
-                "granted_at": now,
-                "expires_at": now + timedelta(seconds=seconds),
-                "ended_at": None,
-                "end_reason": None,
-            }
-            await repo.insert_lease(tx.conn, lease)
-            await self._transition(
-                tx,
-                run,
-                S.RUNNING,
-                data={"runner_id": runner_id, "lease_id": lease["id"]},
-                attempt=lease["attempt"],
-                runner_id=runner_id,
-                lease_id=lease["id"],
-                lease_expires_at=lease["expires_at"],
-            )
-        return run_resource(run), lease
-
-    async def heartbeat(
-        self, caller: Caller, run_id: str, lease_id: str
-    ) -> tuple[dict[str, Any], bool]:
-        """Extend a current lease; says whether the run's cancel was requested."""
-        async with self.db.write() as tx:
-            run = await self._locked(tx, caller, run_id)
-            if lease_id != run["lease_id"]:
-                raise StaleLease(
-                    f"lease {lease_id} no longer holds run {run_id}", current_status=run["status"]
-                )
-            seconds = await repo.lease_duration(tx.conn, lease_id)
-            expires_at = utcnow() + timedelta(seconds=seconds)
-            await repo.update(tx.conn, run_id, {"lease_expires_at": expires_at})
-            await repo.update_lease(tx.conn, lease_id, {"expires_at": expires_at})
-            run["lease_expires_at"] = expires_at
-        return run, run["status"] == S.CANCELLING
-
-    async def expire_leases(self, limit: int = 200) -> int:
-        """The sweeper's pass: re-queue or fail runs whose lease expired, and end cancels whose
-        deadline passed. Each run in its own transaction, re-checked under its lock."""
-        now = utcnow()
-        async with self.db.read() as conn:
-            due = await repo.expired(conn, now, limit)
-        for run_id, workspace_id in due:
-            caller = Caller(workspace_id=workspace_id, actor="runyard:sweeper")
-            async with self.db.write() as tx:
-                run = await repo.get(tx.conn, workspace_id, run_id, for_update=True)
-                if run is not None:
-                    await self._expire(tx, caller, run, now)
-        return len(due)
-
-    async def current_lease(self, caller: Caller, run_id: str) -> str | None:
-        async with self.db.read() as conn:
-            run = await repo.get(conn, caller.workspace_id, run_id)
-        if run is None:
-            raise RunNotFound(f"run {run_id} not found")
-        lease: str | None = run["lease_id"]
-        return lease
-
-    async def active_by_runner(self, caller: Caller) -> dict[str, int]:
-        async with self.db.read() as conn:
-            return await repo.active_by_runner(conn, caller.workspace_id)
-
-    async def _expire(self, tx: Tx, caller: Caller, run: dict[str, Any], now: datetime) -> None:
-        lease_over = run["lease_expires_at"] is not None and run["lease_expires_at"] <= now
-        deadline_over = run["cancel_deadline_at"] is not None and run["cancel_deadline_at"] <= now
-        if run["status"] == S.CANCELLING and (lease_over or deadline_over):
-            reason = "cancel deadline passed" if deadline_over else "lease expired while cancelling"
-            await self._transition(
-                tx, run, S.CANCELLED, data={"reason": reason}, lease_end="expired"
-            )
-        elif run["status"] == S.RUNNING and lease_over:
-            retry = {
-                "attempt": run["attempt"],
-                "max_attempts": run["max_attempts"],
-                "reason": "lease_expired",
-                "lease_id": run["lease_id"],
-            }
-            if run["attempt"] < run["max_attempts"]:
-                await self._transition(
-                    tx,
-                    run,
-                    S.QUEUED,
-                    before=[NewEvent("run.retrying", retry)],
-                    data={"reason": "lease_expired"},
-                    lease_end="expired",
-                )
-            else:
-                error = {
-                    "code": "lease_expired",
-                    "step": run["current_step"],
-                    "message": f"the runner stopped heartbeating on attempt {run['attempt']} "
-                    f"of {run['max_attempts']}",
-                }
-                await self._transition(
-                    tx,
-                    run,
-                    S.FAILED,
-                    data={"reason": "lease_expired"},
-                    lease_end="expired",
-                    error=error,
-                )
-        else:
-            return
-        await self.audit.record(
-            tx, caller, "run.lease_expired", "run", run["id"], {"status": run["status"]}
-        )
-
-    async def _lease_seconds(self, tx: Tx, caller: Caller, run: dict[str, Any]) -> int:
-        try:
-            pipeline = await self.pipelines.resolve(
-                tx, caller, name=None, pipeline_id=run["pipeline_id"]
-            )
-        except PipelineNotFound:
-            return self.settings.lease_seconds
-        return int(pipeline["spec"].get("lease_seconds") or self.settings.lease_seconds)
-
-    # -- internals ------------------------------------------------------------------------
-
-    async def _locked(self, tx: Tx, caller: Caller, run_id: str) -> dict[str, Any]:
-        run = await repo.get(tx.conn, caller.workspace_id, run_id, for_update=True)
-        if run is None:
-            raise RunNotFound(f"run {run_id} not found")
-        return run
-
-    async def _transition(
+    async def record_step(
         self,
-        tx: Tx,
-        run: dict[str, Any],
-        target: RunStatus,
+        caller: Caller,
+        run_id: str,
+        name: str,
+        status: str,
         *,
-        data: dict[str, Any] | None = None,
-        before: Sequence[NewEvent] = (),
-        lease_end: str | None = None,
-        **values: Any,
-    ) -> None:
-        """Move ``run`` to ``target`` (checked), persist it and emit the entry event."""
-        previous = run["status"]
-        check_transition(run["id"], previous, target)
-        now = utcnow()
-        values.update(status=target.value, updated_at=now)
-        if run["lease_id"] and target not in (S.RUNNING, S.CANCELLING):
-            # leaving the runner's hands: its lease ends, so its late callbacks are stale
-            await repo.update_lease(
-                tx.conn, run["lease_id"], {"ended_at": now, "end_reason": lease_end or target.value}
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        lease_id: str | None = None,
+        source: str = "runner",
+    ) -> dict[str, Any]:
+        """Record a step's progress on the run (``steps``) and emit ``step.*``.
+
+        ``running`` starts an attempt of the step; ``completed``, ``failed`` and ``skipped``
+        finish it. A completed step is what a resumed run does not execute again.
+        """
+        async with self.db.write() as tx:
+            run = await self._locked(tx, caller, run_id)
+            check_lease(run, lease_id)
+            if run["status"] not in (S.RUNNING, S.CANCELLING):
+                raise RunFinished(
+                    f"run {run_id} is {run['status']}; its steps cannot change",
+                    current_status=run["status"],
+                )
+            now = utcnow()
+            steps = [dict(step) for step in run["steps"]]
+            step = next((s for s in steps if s["name"] == name), None)
+            if step is None:
+                step = {
+                    "name": name,
+                    "status": "pending",
+                    "attempt": 0,
+                    "started_at": None,
+                    "completed_at": None,
+                    "output": None,
+                    "error": None,
+                }
+                steps.append(step)
+            values: dict[str, Any] = {"steps": steps, "updated_at": now}
+            if status == "running":
+                step.update(
+                    status="running",
+                    attempt=step["attempt"] + 1,
+                    error=None,
+                    started_at=isoformat(now),
+                    completed_at=None,
+                )
+                values["current_step"] = name
+                event = NewEvent("step.started", {"attempt": step["attempt"]}, step=name)
+            else:
+                step.update(status=status, completed_at=isoformat(now), output=output, error=error)
+                kind = "step.failed" if status == "failed" else "step.completed"
+                event = NewEvent(
+                    kind,
+                    {
+                        "status": status,
+                        "attempt": step["attempt"],
+                        "output": output,
+                        "error": error,
+                    },
+                    step=name,
+                )
+            run.update(values)
+            await repo.update(tx.conn, run_id, values)
+            envelopes = await self.events.append(
+                tx, run_id, [event], run_id=run_id, source=source, attempt=run["attempt"]
             )
-            values.update(lease_id=None, lease_expires_at=None)
-        if target is S.QUEUED:
-            values["queued_at"] = now
-            tx.after_commit(self._wake_claimers(run["workspace_id"]))
-        elif target is S.RUNNING and run["started_at"] is None:
-            values["started_at"] = now
-        elif target in TERMINAL:
-            values.update(completed_at=now, progress=1.0)
-            start = run["started_at"] or run["created_at"]
-            self.metrics.run_duration.observe((now - start).total_seconds())
-        run.update(values)
-        await repo.update(tx.conn, run["id"], values)
-        payload = {"status": target.value, "previous_status": previous, **(data or {})}
-        if target is S.FAILED and run["error"]:
-            payload["error"] = run["error"]
-        await self._emit(tx, run, [*before, NewEvent(ENTRY_EVENT[target], payload)])
-
-    def _wake_claimers(self, workspace_id: str) -> Callable[[], Awaitable[None]]:
-        async def wake() -> None:
-            await self.broker.publish(claims_channel(workspace_id), b"queued")
-
-        return wake
-
-    async def _emit(self, tx: Tx, run: dict[str, Any], items: list[NewEvent]) -> None:
-        envelopes = await self.events.append(
-            tx, run["id"], items, run_id=run["id"], source="server", attempt=run["attempt"]
-        )
-        run["last_sequence"] = envelopes[-1]["sequence"]
-
-
-def claims_channel(workspace_id: str) -> str:
-    """Where runners waiting to claim in a workspace hear that a run was queued."""
-    return f"claims:{workspace_id}"
-
-
-def _check_lease(run: dict[str, Any], lease_id: str | None) -> None:
-    """Fencing: a callback that names a lease must name the run's current one."""
-    if lease_id is not None and lease_id != run["lease_id"]:
-        raise StaleLease(
-            f"lease {lease_id} no longer holds run {run['id']}", current_status=run["status"]
-        )
+            run["last_sequence"] = envelopes[-1]["sequence"]
+        return run_resource(run)
 
 
 def _new_run(caller: Caller, body: RunCreate, pipeline: dict[str, Any]) -> dict[str, Any]:
@@ -504,6 +351,7 @@ def _new_run(caller: Caller, body: RunCreate, pipeline: dict[str, Any]) -> dict[
         "pipeline": pipeline["name"],
         "pipeline_id": pipeline["id"],
         "pipeline_version": pipeline["version"],
+        "executor": spec.get("executor", {}).get("type", "steps"),
         "status": status.value,
         "input": body.input,
         "output": None,

@@ -10,6 +10,7 @@ runs = sa.Table(
     sa.Column("pipeline", sa.String(200), nullable=False),
     sa.Column("pipeline_id", sa.String(64), nullable=False),
     sa.Column("pipeline_version", sa.Integer, nullable=False),
+    sa.Column("executor", sa.String(16), nullable=False, server_default="steps"),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("input", Json, nullable=False),
     sa.Column("output", Json, nullable=True),

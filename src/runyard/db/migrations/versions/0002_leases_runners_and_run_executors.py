@@ -1,8 +1,8 @@
-"""leases and runners
+"""leases, runners and run executors
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 18:58:30.112996
+Create Date: 2026-11-22 19:05:20.163090
 """
 
 from collections.abc import Sequence
@@ -54,6 +54,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("workspace_id", "name", name="uq_runners_workspace_id_name"),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("executor", sa.String(length=16), server_default="steps", nullable=False)
+        )
         batch_op.add_column(sa.Column("lease_id", sa.String(length=64), nullable=True))
         batch_op.add_column(
             sa.Column("lease_expires_at", runyard.db.base.UTCDateTime(timezone=True), nullable=True)
@@ -75,6 +78,7 @@ def downgrade() -> None:
         batch_op.drop_column("cancel_deadline_at")
         batch_op.drop_column("lease_expires_at")
         batch_op.drop_column("lease_id")
+        batch_op.drop_column("executor")
 
     op.drop_table("runners")
     with op.batch_alter_table("leases", schema=None) as batch_op:

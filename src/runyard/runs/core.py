@@ -1,0 +1,124 @@
+"""The heart of the run state machine, shared by every run use-case.
+
+Every state change goes through :meth:`RunCore._transition`, which checks the table in
+:mod:`runyard.runs.states`, updates the row, ends a lease the run leaves behind, and appends
+the ``run.*`` event, all in the caller's transaction.
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from runyard.audit.service import AuditService
+from runyard.broker import Broker
+from runyard.clock import utcnow
+from runyard.context import Caller
+from runyard.db.engine import Database, Tx
+from runyard.events.service import EventService, NewEvent
+from runyard.observability.metrics import Metrics
+from runyard.pipelines.service import PipelineService
+from runyard.problems import (
+    Conflict,
+    RunNotFound,
+    StaleLease,
+)
+from runyard.runs import repo
+from runyard.runs.states import ENTRY_EVENT, TERMINAL, RunStatus, check_transition
+from runyard.settings import Settings
+
+S = RunStatus
+
+
+class RunFinished(Conflict):
+    code = "run_finished"
+    title = "Run has finished"
+
+
+class RunCore:
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        events: EventService,
+        pipelines: PipelineService,
+        audit: AuditService,
+        metrics: Metrics,
+        settings: Settings,
+    ) -> None:
+        self.db = db
+        self.broker = broker
+        self.events = events
+        self.pipelines = pipelines
+        self.audit = audit
+        self.metrics = metrics
+        self.settings = settings
+
+    async def _locked(self, tx: Tx, caller: Caller, run_id: str) -> dict[str, Any]:
+        run = await repo.get(tx.conn, caller.workspace_id, run_id, for_update=True)
+        if run is None:
+            raise RunNotFound(f"run {run_id} not found")
+        return run
+
+    async def _transition(
+        self,
+        tx: Tx,
+        run: dict[str, Any],
+        target: RunStatus,
+        *,
+        data: dict[str, Any] | None = None,
+        before: Sequence[NewEvent] = (),
+        lease_end: str | None = None,
+        **values: Any,
+    ) -> None:
+        """Move ``run`` to ``target`` (checked), persist it and emit the entry event."""
+        previous = run["status"]
+        check_transition(run["id"], previous, target)
+        now = utcnow()
+        values.update(status=target.value, updated_at=now)
+        if run["lease_id"] and target not in (S.RUNNING, S.CANCELLING):
+            # leaving the runner's hands: its lease ends, so its late callbacks are stale
+            await repo.update_lease(
+                tx.conn, run["lease_id"], {"ended_at": now, "end_reason": lease_end or target.value}
+            )
+            values.update(lease_id=None, lease_expires_at=None)
+        if target is S.QUEUED:
+            values["queued_at"] = now
+            tx.after_commit(self._wake_claimers(run["workspace_id"]))
+        elif target is S.RUNNING and run["started_at"] is None:
+            values["started_at"] = now
+        elif target in TERMINAL:
+            values.update(completed_at=now, progress=1.0)
+            start = run["started_at"] or run["created_at"]
+            self.metrics.run_duration.observe((now - start).total_seconds())
+        run.update(values)
+        await repo.update(tx.conn, run["id"], values)
+        payload = {"status": target.value, "previous_status": previous, **(data or {})}
+        if target is S.FAILED and run["error"]:
+            payload["error"] = run["error"]
+        await self._emit(tx, run, [*before, NewEvent(ENTRY_EVENT[target], payload)])
+
+    def _wake_claimers(self, workspace_id: str) -> Callable[[], Awaitable[None]]:
+        async def wake() -> None:
+            await self.broker.publish(claims_channel(workspace_id), b"queued")
+            await self.broker.publish(claims_channel(None), b"queued")
+
+        return wake
+
+    async def _emit(self, tx: Tx, run: dict[str, Any], items: list[NewEvent]) -> None:
+        envelopes = await self.events.append(
+            tx, run["id"], items, run_id=run["id"], source="server", attempt=run["attempt"]
+        )
+        run["last_sequence"] = envelopes[-1]["sequence"]
+
+
+def claims_channel(workspace_id: str | None) -> str:
+    """Where runners waiting to claim in a workspace (None: in any) hear that a run was
+    queued."""
+    return f"claims:{workspace_id or '*'}"
+
+
+def check_lease(run: dict[str, Any], lease_id: str | None) -> None:
+    """Fencing: a callback that names a lease must name the run's current one."""
+    if lease_id is not None and lease_id != run["lease_id"]:
+        raise StaleLease(
+            f"lease {lease_id} no longer holds run {run['id']}", current_status=run["status"]
+        )

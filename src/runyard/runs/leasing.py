@@ -1,0 +1,164 @@
+"""Leases (DESIGN §8): claiming runs, heartbeats, and the sweeper's expiries."""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from runyard.clock import utcnow
+from runyard.context import Caller
+from runyard.db.engine import Tx
+from runyard.events.service import NewEvent
+from runyard.ids import new_id
+from runyard.problems import (
+    PipelineNotFound,
+    RunNotFound,
+    StaleLease,
+)
+from runyard.runs import repo
+from runyard.runs.core import RunCore
+from runyard.runs.schemas import run_resource
+from runyard.runs.states import RunStatus
+
+S = RunStatus
+
+
+class RunLeases(RunCore):
+    async def claim(
+        self,
+        workspace_id: str | None,
+        *,
+        runner_id: str,
+        pipelines: Sequence[str] = (),
+        executors: Sequence[str] = (),
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Lease the oldest queued run matching the filters to a runner: ``(run, lease)`` or
+        None. A ``workspace_id`` of None claims from every workspace (the embedded worker)."""
+        async with self.db.write() as tx:
+            found = await repo.next_queued(tx.conn, workspace_id, pipelines, executors)
+            if found is None:
+                return None
+            run_id, run_workspace = found
+            caller = Caller(workspace_id=run_workspace, actor=runner_id)
+            run = await self._locked(tx, caller, run_id)
+            now = utcnow()
+            seconds = await self._lease_seconds(tx, caller, run)
+            lease = {
+                "id": new_id("lse"),
+                "run_id": run_id,
+                "runner_id": runner_id,
+                "attempt": run["attempt"] + 1,
+                "duration_seconds": seconds,
+                "granted_at": now,
+                "expires_at": now + timedelta(seconds=seconds),
+                "ended_at": None,
+                "end_reason": None,
+            }
+            await repo.insert_lease(tx.conn, lease)
+            await self._transition(
+                tx,
+                run,
+                S.RUNNING,
+                data={"runner_id": runner_id, "lease_id": lease["id"]},
+                attempt=lease["attempt"],
+                runner_id=runner_id,
+                lease_id=lease["id"],
+                lease_expires_at=lease["expires_at"],
+            )
+        return run_resource(run), lease
+
+    async def heartbeat(
+        self, caller: Caller, run_id: str, lease_id: str
+    ) -> tuple[dict[str, Any], bool]:
+        """Extend a current lease; says whether the run's cancel was requested."""
+        async with self.db.write() as tx:
+            run = await self._locked(tx, caller, run_id)
+            if lease_id != run["lease_id"]:
+                raise StaleLease(
+                    f"lease {lease_id} no longer holds run {run_id}", current_status=run["status"]
+                )
+            seconds = await repo.lease_duration(tx.conn, lease_id)
+            expires_at = utcnow() + timedelta(seconds=seconds)
+            await repo.update(tx.conn, run_id, {"lease_expires_at": expires_at})
+            await repo.update_lease(tx.conn, lease_id, {"expires_at": expires_at})
+            run["lease_expires_at"] = expires_at
+        return run, run["status"] == S.CANCELLING
+
+    async def expire_leases(self, limit: int = 200) -> int:
+        """The sweeper's pass: re-queue or fail runs whose lease expired, and end cancels whose
+        deadline passed. Each run in its own transaction, re-checked under its lock."""
+        now = utcnow()
+        async with self.db.read() as conn:
+            due = await repo.expired(conn, now, limit)
+        for run_id, workspace_id in due:
+            caller = Caller(workspace_id=workspace_id, actor="runyard:sweeper")
+            async with self.db.write() as tx:
+                run = await repo.get(tx.conn, workspace_id, run_id, for_update=True)
+                if run is not None:
+                    await self._expire(tx, caller, run, now)
+        return len(due)
+
+    async def current_lease(self, caller: Caller, run_id: str) -> str | None:
+        async with self.db.read() as conn:
+            run = await repo.get(conn, caller.workspace_id, run_id)
+        if run is None:
+            raise RunNotFound(f"run {run_id} not found")
+        lease: str | None = run["lease_id"]
+        return lease
+
+    async def active_by_runner(self, caller: Caller) -> dict[str, int]:
+        async with self.db.read() as conn:
+            return await repo.active_by_runner(conn, caller.workspace_id)
+
+    async def _expire(self, tx: Tx, caller: Caller, run: dict[str, Any], now: datetime) -> None:
+        lease_over = run["lease_expires_at"] is not None and run["lease_expires_at"] <= now
+        deadline_over = run["cancel_deadline_at"] is not None and run["cancel_deadline_at"] <= now
+        if run["status"] == S.CANCELLING and (lease_over or deadline_over):
+            reason = "cancel deadline passed" if deadline_over else "lease expired while cancelling"
+            await self._transition(
+                tx, run, S.CANCELLED, data={"reason": reason}, lease_end="expired"
+            )
+        elif run["status"] == S.RUNNING and lease_over:
+            retry = {
+                "attempt": run["attempt"],
+                "max_attempts": run["max_attempts"],
+                "reason": "lease_expired",
+                "lease_id": run["lease_id"],
+            }
+            if run["attempt"] < run["max_attempts"]:
+                await self._transition(
+                    tx,
+                    run,
+                    S.QUEUED,
+                    before=[NewEvent("run.retrying", retry)],
+                    data={"reason": "lease_expired"},
+                    lease_end="expired",
+                )
+            else:
+                error = {
+                    "code": "lease_expired",
+                    "step": run["current_step"],
+                    "message": f"the runner stopped heartbeating on attempt {run['attempt']} "
+                    f"of {run['max_attempts']}",
+                }
+                await self._transition(
+                    tx,
+                    run,
+                    S.FAILED,
+                    data={"reason": "lease_expired"},
+                    lease_end="expired",
+                    error=error,
+                )
+        else:
+            return
+        await self.audit.record(
+            tx, caller, "run.lease_expired", "run", run["id"], {"status": run["status"]}
+        )
+
+    async def _lease_seconds(self, tx: Tx, caller: Caller, run: dict[str, Any]) -> int:
+        try:
+            pipeline = await self.pipelines.resolve(
+                tx, caller, name=None, pipeline_id=run["pipeline_id"]
+            )
+        except PipelineNotFound:
+            return self.settings.lease_seconds
+        return int(pipeline["spec"].get("lease_seconds") or self.settings.lease_seconds)
