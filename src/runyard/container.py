@@ -17,6 +17,7 @@ from runyard.runners.service import RunnerService
 from runyard.runners.tokens import RunnerTokens, load_secret
 from runyard.runs.service import RunService
 from runyard.settings import Settings
+from runyard.worker.loop import EmbeddedWorker
 from runyard.workspaces.service import WorkspaceService
 
 
@@ -68,6 +69,11 @@ class Services:
         )
         interval = sweep_interval(settings.lease_seconds)
         services._tasks.append(asyncio.create_task(sweep_forever(runs, interval)))
+        if settings.worker_enabled:
+            worker = EmbeddedWorker(
+                runs, pipelines, broker, settings.data_dir / "work", settings.worker_concurrency
+            )
+            services._tasks.append(asyncio.create_task(worker.run_forever()))
         return services
 
     async def stop(self) -> None:

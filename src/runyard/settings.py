@@ -50,7 +50,11 @@ class Settings(BaseSettings):
     )
     worker_enabled: bool = Field(
         True,
-        description="Run the embedded worker inside `runyard serve` (reported as `runner_mode`).",
+        description="Run the embedded worker, which executes `steps` pipelines, inside the "
+        "server (reported as `runner_mode`).",
+    )
+    worker_concurrency: int = Field(
+        4, ge=1, le=256, description="Runs the embedded worker executes at once."
     )
     log_level: str = Field("info", description="Log level of the server: debug, info, warning.")
     secret_key: SecretStr | None = Field(

@@ -210,3 +210,23 @@ async def test_runners_are_listed_with_their_current_runs(client: httpx.AsyncCli
     assert {r["status"] for r in runners.values()} == {"online"}
     other = await client.get("/v1/runners", headers={"X-Workspace-Id": "ws_default"})
     assert len(other.json()["data"]) == 2
+
+
+async def test_runners_record_steps_on_the_run(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    run = await make_run(client)
+    auth = bearer((await claim(client)).json()["token"])
+    url = f"/v1/runner/runs/{run['id']}/steps"
+    started = await client.post(f"{url}/architect", json={"status": "running"}, headers=auth)
+    assert started.json()["run"]["current_step"] == "architect"
+    done = await client.post(
+        f"{url}/architect", json={"status": "completed", "output": {"plan": "ok"}}, headers=auth
+    )
+    step = done.json()["run"]["steps"][0]
+    assert step["name"] == "architect" and step["status"] == "completed"
+    assert step["output"] == {"plan": "ok"} and step["attempt"] == 1
+    assert_problem(
+        await client.post(f"{url}/x", json={"status": "paused"}, headers=auth), 400, "invalid_input"
+    )
+    types = await types_of(client, run["id"])
+    assert types[-2:] == ["step.started", "step.completed"]

@@ -33,6 +33,7 @@ from runyard.runners.schemas import (
     ClaimResponse,
     HeartbeatResponse,
     RunnerList,
+    StepReport,
     TokenResponse,
 )
 from runyard.runs.schemas import RunStatusReport, StatusResult
@@ -159,6 +160,27 @@ async def heartbeat(run_id: str, auth: RunnerAuthDep, runners: RunnerServiceDep)
 )
 async def refresh_token(run_id: str, auth: RunnerAuthDep, runners: RunnerServiceDep) -> Response:
     return json_response(await runners.refresh_token(auth.caller, run_id, auth.lease_id))
+
+
+@router.post(
+    "/runs/{run_id}/steps/{name}",
+    response_model=StatusResult,
+    summary="Record a step: running, completed, failed or skipped",
+    responses=problem_responses(400, 401, 403, 404, 409),
+)
+async def post_step(
+    run_id: str, name: str, body: StepReport, auth: RunnerAuthDep, runs: RunServiceDep
+) -> Response:
+    run = await runs.record_step(
+        auth.caller,
+        run_id,
+        name,
+        body.status,
+        output=body.output,
+        error=body.error,
+        lease_id=auth.lease_id,
+    )
+    return json_response({"ok": True, "run": run})
 
 
 @fleet.get("", response_model=RunnerList, summary="Runners of this workspace")

@@ -25,6 +25,14 @@ class ClaimRequest(BaseModel):
     )
 
 
+class StepReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["running", "completed", "failed", "skipped"]
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
 class LeaseOut(BaseModel):
     id: str
     attempt: int

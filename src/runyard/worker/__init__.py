@@ -1,0 +1,1 @@
+"""The embedded worker: executes ``steps`` pipelines inside ``runyard serve``."""

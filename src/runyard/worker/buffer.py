@@ -1,0 +1,60 @@
+"""Events a step produces, batched into the run's stream.
+
+Lines and log calls arrive one by one (also from threads, for synchronous ``python`` steps);
+they are written in batches every 50 ms, so a chatty command costs a few appends a second.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from runyard.events.service import NewEvent
+
+FLUSH_SECONDS = 0.05
+MAX_BATCH = 500
+
+
+class EventBuffer:
+    def __init__(self, write: Callable[[list[NewEvent]], Awaitable[None]]) -> None:
+        self._write = write
+        self._pending: list[NewEvent] = []
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = self._loop.create_task(self._run())
+
+    def put(self, event: NewEvent) -> None:
+        """Queue an event; safe to call from another thread."""
+        if self._loop.is_running() and _on_loop(self._loop):
+            self._add(event)
+        else:
+            self._loop.call_soon_threadsafe(self._add, event)
+
+    def _add(self, event: NewEvent) -> None:
+        self._pending.append(event)
+        if len(self._pending) >= MAX_BATCH:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            await self._write(batch)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.flush()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -1,0 +1,197 @@
+"""Executing one claimed ``steps`` run: steps in order, memoized, with retries, timeouts,
+heartbeats and cancellation.
+
+Completed steps recorded on the run are not executed again when a run resumes on a new
+attempt (after a lost lease); their outputs feed the templates of later steps as before.
+"""
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from runyard.context import Caller
+from runyard.events.service import NewEvent
+from runyard.pipelines.service import PipelineService
+from runyard.problems import DomainError, StaleLease
+from runyard.runs.schemas import RunStatusReport
+from runyard.runs.service import RunService
+from runyard.worker.buffer import EventBuffer
+from runyard.worker.steps import StepContext, StepFailed, run_command, run_python
+from runyard.worker.templates import TemplateFailure, condition, render
+
+log = logging.getLogger(__name__)
+SOURCE = "worker"
+
+
+class Cancelled(Exception):
+    """The run's cancel was requested (seen on a heartbeat)."""
+
+
+class RunExecution:
+    def __init__(
+        self,
+        runs: RunService,
+        pipelines: PipelineService,
+        run: dict[str, Any],
+        lease: dict[str, Any],
+        work_dir: Path,
+    ) -> None:
+        self.runs = runs
+        self.pipelines = pipelines
+        self.run = run
+        self.lease_id: str = lease["id"]
+        self.heartbeat_seconds = max(0.2, lease["duration_seconds"] / 3)
+        self.caller = Caller(workspace_id=run["workspace_id"], actor="runyard:worker")
+        self.work_dir = work_dir
+        self.cancel_requested = False
+
+    async def execute(self) -> None:
+        self.buffer = EventBuffer(self._write_events)
+        work = asyncio.current_task()
+        assert work is not None
+        beats = asyncio.create_task(self._heartbeat(work))
+        try:
+            timeout = self.run["timeout_seconds"]
+            async with asyncio.timeout(timeout):
+                outcome = await self._steps()
+            await self.buffer.close()
+            await self._report(**outcome)
+        except StaleLease:
+            log.info("run %s: the lease was lost; another attempt takes over", self.run["id"])
+        except asyncio.CancelledError:
+            if not self.cancel_requested:
+                raise  # the worker is shutting down; the lease will expire and re-queue
+            await self.buffer.close()
+            await self._report(status="cancelled")
+        except TimeoutError:
+            await self.buffer.close()
+            await self._report(
+                status="failed",
+                error={
+                    "code": "timeout",
+                    "step": self.run.get("current_step"),
+                    "message": f"the run exceeded {self.run['timeout_seconds']} s",
+                },
+            )
+        finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StaleLease, DomainError):
+                await beats
+            with contextlib.suppress(StaleLease, DomainError):
+                await self.buffer.close()
+
+    async def _heartbeat(self, work: asyncio.Task[Any]) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                _, cancel = await self.runs.heartbeat(self.caller, self.run["id"], self.lease_id)
+            except StaleLease:
+                work.cancel()
+                return
+            if cancel and not self.cancel_requested:
+                self.cancel_requested = True
+                work.cancel()
+                return
+
+    async def _steps(self) -> dict[str, Any]:
+        spec = await self.pipelines.version_spec(
+            self.run["pipeline_id"], self.run["pipeline_version"]
+        )
+        done = {s["name"]: s for s in self.run["steps"] if s["status"] in ("completed", "skipped")}
+        outputs: dict[str, Any] = {
+            name: {"output": s["output"], "status": s["status"]} for name, s in done.items()
+        }
+        for step in spec.get("steps") or []:
+            name = step["name"]
+            if name in done:
+                continue  # memoized: completed on an earlier attempt
+            context = {
+                "input": self.run["input"],
+                "steps": outputs,
+                "run": {"id": self.run["id"], "attempt": self.run["attempt"]},
+            }
+            try:
+                if step.get("if") and not condition(step["if"], context):
+                    await self._record(name, "skipped")
+                    outputs[name] = {"output": None, "status": "skipped"}
+                    continue
+                output = await self._step_with_retries(step, context)
+            except (StepFailed, TemplateFailure) as exc:
+                code = exc.code if isinstance(exc, StepFailed) else "template_error"
+                message = exc.message if isinstance(exc, StepFailed) else str(exc)
+                return {
+                    "status": "failed",
+                    "error": {"code": code, "message": message, "step": name},
+                }
+            outputs[name] = {"output": output, "status": "completed"}
+        return {
+            "status": "completed",
+            "output": {name: value["output"] for name, value in outputs.items()},
+        }
+
+    async def _step_with_retries(self, step: dict[str, Any], context: dict[str, Any]) -> Any:
+        name = step["name"]
+        retries = int(step.get("retries") or 0)
+        for attempt in range(retries + 1):
+            await self._record(name, "running")
+            try:
+                options = render(step.get("with") or {}, context)
+                async with asyncio.timeout(step.get("timeout_seconds")):
+                    output = await self._run_step(step["uses"], name, options, attempt + 1)
+            except TimeoutError:
+                failure = StepFailed("step_timeout", f"exceeded {step['timeout_seconds']} s")
+            except (StepFailed, TemplateFailure) as exc:
+                failure = (
+                    exc if isinstance(exc, StepFailed) else StepFailed("template_error", str(exc))
+                )
+            else:
+                await self._record(name, "completed", output=output)
+                return output
+            await self._record(
+                name, "failed", error={"code": failure.code, "message": failure.message}
+            )
+            if attempt == retries:
+                raise failure
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run_step(self, uses: str, name: str, options: dict[str, Any], attempt: int) -> Any:
+        output_dir = self.work_dir / "outputs"
+        output_dir.mkdir(parents=True, exist_ok=True)
+        ctx = StepContext(
+            run_id=self.run["id"],
+            step=name,
+            attempt=attempt,
+            input=self.run["input"],
+            require_approval=self.run["require_approval"],
+            output_dir=output_dir,
+            buffer=self.buffer,
+        )
+        if uses == "command":
+            return await run_command(options, ctx, self.work_dir)
+        if uses == "python":
+            return await run_python(options, ctx)
+        raise StepFailed("unsupported_step", f"the embedded worker cannot run `{uses}` steps yet")
+
+    async def _record(self, name: str, status: str, **details: Any) -> None:
+        await self.buffer.flush()  # a step's lines land before its end event
+        await self.runs.record_step(
+            self.caller,
+            self.run["id"],
+            name,
+            status,
+            lease_id=self.lease_id,
+            source=SOURCE,
+            **details,
+        )
+
+    async def _write_events(self, batch: list[NewEvent]) -> None:
+        await self.runs.ingest(
+            self.caller, self.run["id"], batch, lease_id=self.lease_id, source=SOURCE
+        )
+
+    async def _report(self, **body: Any) -> None:
+        await self.runs.report(
+            self.caller, self.run["id"], RunStatusReport(**body), lease_id=self.lease_id
+        )
