@@ -19,9 +19,11 @@ def cli_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    """`runyard serve` on its embedded defaults and a free port; yields its base URL."""
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """`runyard serve` on its embedded defaults and a free port; yields its base URL.
+    The embedded worker is off unless the test is marked ``with_worker``."""
     port = free_port()
+    worker = [] if request.node.get_closest_marker("with_worker") else ["--no-worker"]
     log = tmp_path / "serve.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -34,7 +36,7 @@ def server(tmp_path: Path) -> Iterator[str]:
                 str(port),
                 "--data-dir",
                 str(tmp_path / "data"),
-                "--no-worker",
+                *worker,
             ],
             env=cli_env(),
             stdout=output,

@@ -19,7 +19,7 @@ def _script(base: str, doc: str = "events.md") -> str:
     failing on any HTTP error (``curl -sf``)."""
     blocks = re.findall(r"```bash\n(.*?)```", (DOCS / doc).read_text(), flags=re.S)
     runnable = [block for block in blocks if "curl -N" not in block]
-    assert len(runnable) >= 3, "the walk-through lost its examples"
+    assert runnable, "the walk-through lost its examples"
     script = "\n".join(runnable).replace("localhost:8000", base.removeprefix("http://"))
     return "set -euo pipefail\n" + script.replace("curl -s ", "curl -sf ")
 
@@ -71,3 +71,27 @@ def test_the_runner_walk_through_runs_as_documented(server: str, tmp_path: Path)
     assert '"cancel_requested":false' in result.stdout
     runners = httpx.get(f"{server}/v1/runners").json()["data"]
     assert [r["name"] for r in runners] == ["worker-1"]
+
+
+@pytest.mark.with_worker
+def test_the_pipeline_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", "-c", _script(server, "pipelines.md") + '\nprintf "\\nRUN=%s\\n" "$RUN"'],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = result.stdout.strip().splitlines()[-1].removeprefix("RUN=")
+    run = httpx.get(f"{server}/v1/runs/{run_id}").json()
+    assert run["status"] == "completed", run["error"]
+    assert [(s["name"], s["status"]) for s in run["steps"]] == [
+        ("test", "completed"),
+        ("notes", "skipped"),
+        ("tag", "completed"),
+    ]
+    assert "[stdout] test testing 2.1.0" in result.stdout
+    assert "[stdout] tag tagged" in result.stdout

@@ -86,3 +86,38 @@ def test_serve_refuses_a_public_bind_in_open_mode(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--insecure" in result.stderr
+
+
+@pytest.mark.with_worker
+@pytest.mark.anyio
+async def test_the_embedded_worker_runs_a_steps_pipeline_end_to_end(server: str) -> None:
+    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+        health = (await client.get("/health")).json()
+        assert health["runner_mode"] == "embedded"
+        pipeline = {
+            "name": "hello",
+            "input_schema": {"type": "object", "required": ["who"]},
+            "steps": [
+                {"name": "greet", "uses": "command", "with": {"run": "echo hello {{ input.who }}"}},
+                {
+                    "name": "write",
+                    "uses": "command",
+                    "with": {"run": 'echo done > "$RUNYARD_OUTPUT_DIR/result.txt"'},
+                },
+            ],
+        }
+        assert (await client.post("/v1/pipelines", json=pipeline)).status_code == 201
+        frames = []
+        async with client.stream(
+            "POST",
+            "/v1/runs",
+            json={"pipeline": "hello", "input": {"who": "world"}, "stream": True},
+        ) as response:
+            async for frame in SSEReader(response).frames():
+                frames.append(frame)
+                if frame.event == "stream.end":
+                    break
+        assert frames[-1].data["status"] == "completed"
+        lines = [f.data["data"]["text"] for f in frames if f.event == "console.line"]
+        assert lines == ["hello world"]
+        assert [f.id for f in frames[:-1]] == list(range(1, len(frames)))
