@@ -11,6 +11,7 @@ from runyard.db.engine import Database
 from runyard.db.migrate import upgrade
 from runyard.events.service import EventService
 from runyard.observability.metrics import Metrics
+from runyard.observability.service import OperationsService
 from runyard.pipelines.service import PipelineService
 from runyard.runners.leases import sweep_forever, sweep_interval
 from runyard.runners.service import RunnerService
@@ -34,6 +35,7 @@ class Services:
     runs: RunService
     runners: RunnerService
     tokens: RunnerTokens
+    operations: OperationsService
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -54,6 +56,7 @@ class Services:
         runs = RunService(db, broker, events, pipelines, audit, metrics, settings)
         tokens = RunnerTokens(load_secret(settings), timedelta(hours=settings.runner_token_hours))
         runners = RunnerService(db, broker, runs, tokens, settings)
+        operations = OperationsService(db, broker, settings.data_dir, runs, runners, events)
         services = cls(
             settings,
             db,
@@ -66,6 +69,7 @@ class Services:
             runs,
             runners,
             tokens,
+            operations,
         )
         interval = sweep_interval(settings.lease_seconds)
         services._tasks.append(asyncio.create_task(sweep_forever(runs, interval)))
@@ -73,7 +77,8 @@ class Services:
             worker = EmbeddedWorker(
                 runs, pipelines, broker, settings.data_dir / "work", settings.worker_concurrency
             )
-            services._tasks.append(asyncio.create_task(worker.run_forever()))
+            operations.worker_task = asyncio.create_task(worker.run_forever())
+            services._tasks.append(operations.worker_task)
         return services
 
     async def stop(self) -> None:

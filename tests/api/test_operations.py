@@ -22,18 +22,21 @@ async def test_health_reports_each_dependency(client: httpx.AsyncClient) -> None
 async def test_health_is_503_naming_the_database_when_it_is_down(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    services = app.state.services
-    healthy = services.db
-    services.db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/none")  # nothing listens
+    operations = app.state.services.operations
+    healthy = operations.db
+    operations.db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/none")  # nothing listens
     try:
         response = await client.get("/health")
+        fleet = await client.get("/v1/fleet-health")
     finally:
-        await services.db.dispose()
-        services.db = healthy
+        await operations.db.dispose()
+        operations.db = healthy
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable" and body["failing"] == ["database"]
     assert body["database"].startswith("down") and body["broker"] == "ok"
+    assert fleet.json()["status"] == "degraded"
+    assert fleet.json()["components"]["database"] == "down"
 
 
 async def test_metrics_count_runs_events_subscribers_and_requests(
@@ -71,3 +74,33 @@ async def test_openapi_docs_and_their_aliases(client: httpx.AsyncClient) -> None
     runs_post = spec["paths"]["/v1/runs"]["post"]
     assert {"400", "404", "409"} <= runs_post["responses"].keys()
     assert "requestBody" in spec["paths"]["/v1/runner/runs/{run_id}/events"]["post"]
+
+
+async def test_status_counts_runs_and_names_the_last_deploy(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    deploy = await make_run(client)
+    await make_run(client)
+    await client.post(f"/v1/runner/runs/{deploy['id']}/status", json={"status": "running"})
+    await post_events(client, deploy["id"], [{"type": "deploy.succeeded", "data": {"env": "prod"}}])
+    status = (await client.get("/v1/status")).json()
+    assert status["status"] == "operational"
+    assert (status["queued"], status["running"], status["blocked"]) == (1, 1, 0)
+    assert status["last_deploy"]["run_id"] == deploy["id"]
+    assert status["last_deploy"]["at"].endswith("Z")
+
+
+async def test_fleet_health_lists_components_and_runners(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    await make_run(client)
+    await client.post("/v1/runner/claim", json={"runner": {"name": "r1"}})
+    health = (await client.get("/v1/fleet-health")).json()
+    assert health["status"] == "ok"
+    assert health["components"] == {
+        "database": "ok",
+        "broker": "ok",
+        "blobs": "ok",
+        "worker": "disabled",
+    }
+    assert [(r["name"], r["status"], r["current_runs"]) for r in health["runners"]] == [
+        ("r1", "online", 1)
+    ]

@@ -259,3 +259,27 @@ async def test_concurrent_cancels_and_completion_leave_one_terminal_state(
     terminal = [e for e in events if e["type"] in {"run.completed", "run.failed", "run.cancelled"}]
     assert len(terminal) == 1 and events[-1] is not None and terminal[0] == events[-1]
     assert sum(r.status_code == 200 for r in responses) >= 1
+
+
+async def test_replay_creates_a_new_run_of_the_same_pipeline_and_input(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_pipeline(client, input_schema={"type": "object", "required": ["target"]})
+    original = await make_run(client, input={"target": "prod"}, tags=["web"], metadata={"a": 1})
+    await client.post(f"/v1/runs/{original['id']}/cancel")
+    replay = await client.post(f"/v1/runs/{original['id']}/replay")
+    assert replay.status_code == 201
+    again = replay.json()
+    assert again["id"] != original["id"] and again["replay_of"] == original["id"]
+    assert again["status"] == "queued" and again["input"] == {"target": "prod"}
+    assert again["tags"] == ["web"] and again["metadata"] == {"a": 1}
+    assert replay.headers["location"] == f"/v1/runs/{again['id']}"
+    changed = await client.post(
+        f"/v1/runs/{original['id']}/replay",
+        json={"input": {"target": "staging"}, "tags": [], "start": False},
+    )
+    assert changed.json()["input"] == {"target": "staging"} and changed.json()["tags"] == []
+    assert changed.json()["status"] == "pending"
+    bad = await client.post(f"/v1/runs/{original['id']}/replay", json={"input": {}})
+    assert_problem(bad, 400, "invalid_input")
+    assert_problem(await client.post("/v1/runs/run_0000000000none/replay"), 404, "run_not_found")

@@ -101,3 +101,14 @@ async def page(
 async def delete_stream(conn: Conn, stream_id: str) -> None:
     await conn.execute(sa.delete(events).where(events.c.stream_id == stream_id))
     await conn.execute(sa.delete(event_streams).where(event_streams.c.id == stream_id))
+
+
+async def latest_of_type(conn: Conn, workspace_id: str, event_type: str) -> Any:
+    query = (
+        sa.select(events)
+        .join(event_streams, event_streams.c.id == events.c.stream_id)
+        .where(event_streams.c.workspace_id == workspace_id, events.c.type == event_type)
+        .order_by(events.c.time.desc())
+        .limit(1)
+    )
+    return (await conn.execute(query)).first()

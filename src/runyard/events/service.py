@@ -120,6 +120,12 @@ class EventService:
             tx, stream_id, first, items, run_id=run_id, source=source, attempt=attempt
         )
 
+    async def latest_of_type(self, workspace_id: str, event_type: str) -> dict[str, Any] | None:
+        """The newest event of a type in any of the workspace's streams."""
+        async with self.db.read() as conn:
+            row = await repo.latest_of_type(conn, workspace_id, event_type)
+        return envelope(row) if row is not None else None
+
     async def delete_stream(self, tx: Tx, stream_id: str) -> None:
         await repo.delete_stream(tx.conn, stream_id)
 

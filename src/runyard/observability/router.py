@@ -1,7 +1,5 @@
-"""``/health`` and ``/metrics`` (DESIGN §3, §12)."""
+"""``/health``, ``/metrics``, ``/v1/fleet-health`` and ``/v1/status`` (DESIGN §3, §12)."""
 
-import asyncio
-import os
 from typing import Any
 
 from fastapi import APIRouter
@@ -9,12 +7,11 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from runyard import __version__
-from runyard.http.deps import ServicesDep
+from runyard.http.deps import CallerDep, ServicesDep
 from runyard.http.responses import json_response
 from runyard.runs import repo as runs_repo
 
 router = APIRouter(tags=["operations"])
-CHECK_TIMEOUT_SECONDS = 2.0
 
 
 class Health(BaseModel):
@@ -26,37 +23,17 @@ class Health(BaseModel):
     blobs: str
 
 
-async def _check(probe: Any) -> str:
-    try:
-        await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
-    except Exception as exc:  # any failure means the dependency is down; name it, do not raise
-        return f"down: {type(exc).__name__}"
-    return "ok"
-
-
-async def _blobs_writable(path: Any) -> None:
-    if not os.access(path, os.W_OK):
-        raise PermissionError(str(path))
-
-
 @router.get(
     "/health",
     response_model=Health,
     summary="Liveness and dependencies (503 names the failing one)",
 )
 async def health(services: ServicesDep) -> Response:
-    database, broker, blobs = await asyncio.gather(
-        _check(services.db.ping()),
-        _check(services.broker.ping()),
-        _check(_blobs_writable(services.settings.data_dir)),
-    )
     body: dict[str, Any] = {
         "status": "ok",
         "version": __version__,
         "runner_mode": "embedded" if services.settings.worker_enabled else "external",
-        "database": database,
-        "broker": broker,
-        "blobs": blobs,
+        **await services.operations.dependencies(),
     }
     failing = [name for name in ("database", "broker", "blobs") if body[name] != "ok"]
     if failing:
@@ -78,3 +55,35 @@ async def metrics(services: ServicesDep) -> Response:
     return Response(
         services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
+
+
+class FleetHealth(BaseModel):
+    status: str
+    components: dict[str, str]
+    runners: list[dict[str, Any]]
+
+
+class Status(BaseModel):
+    status: str
+    queued: int
+    running: int
+    blocked: int
+    last_deploy: dict[str, str] | None
+
+
+@router.get(
+    "/v1/fleet-health",
+    response_model=FleetHealth,
+    summary="Server components and this workspace's runners, each ok/degraded/down",
+)
+async def fleet_health(caller: CallerDep, services: ServicesDep) -> Response:
+    return json_response(await services.operations.fleet_health(caller))
+
+
+@router.get(
+    "/v1/status",
+    response_model=Status,
+    summary="Operational status, queue depth, running runs and the last deploy",
+)
+async def status(caller: CallerDep, services: ServicesDep) -> Response:
+    return json_response(await services.operations.status(caller))

@@ -127,8 +127,11 @@ async def active_by_runner(conn: Conn, workspace_id: str) -> dict[str, int]:
     return {str(runner_id): int(count) for runner_id, count in rows if runner_id}
 
 
-async def count_by_status(conn: Conn) -> dict[str, int]:
-    result = await conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
+async def count_by_status(conn: Conn, workspace_id: str | None = None) -> dict[str, int]:
+    query = sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status)
+    if workspace_id is not None:
+        query = query.where(runs.c.workspace_id == workspace_id)
+    result = await conn.execute(query)
     rows: list[Any] = list(result.all())
     return {str(status): int(count) for status, count in rows}
 

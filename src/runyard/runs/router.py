@@ -15,6 +15,7 @@ from runyard.runs.schemas import (
     AuditEntryOut,
     CancelRequest,
     CancelResult,
+    ReplayRequest,
     RunAction,
     RunCreate,
     RunList,
@@ -150,6 +151,20 @@ async def cancel_run(
     body = body or CancelRequest()
     result, run = await runs.cancel(caller, run_id, reason=body.reason, force=body.force)
     return json_response({"result": result, "run": run})
+
+
+@router.post(
+    "/{run_id}/replay",
+    status_code=201,
+    response_model=RunOut,
+    summary="Run the same pipeline and input again (optionally replaced)",
+    responses=problem_responses(400, 404),
+)
+async def replay_run(
+    run_id: str, caller: CallerDep, runs: RunServiceDep, body: ReplayRequest | None = Body(None)
+) -> Response:
+    run = await runs.replay(caller, run_id, body or ReplayRequest())
+    return json_response(run, 201, headers={"Location": f"/v1/runs/{run['id']}"})
 
 
 @router.get(

@@ -28,6 +28,15 @@ class RunCreate(BaseModel):
     stream: bool = Field(False, description="Answer with the run's SSE stream until it ends.")
 
 
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any] | None = Field(None, description="Replaces the original input.")
+    tags: list[str] | None = Field(None, max_length=50)
+    metadata: dict[str, Any] | None = None
+    start: bool = True
+
+
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -25,7 +25,7 @@ from runyard.problems import (
 from runyard.runs import repo
 from runyard.runs.core import RunFinished, check_lease, claims_channel
 from runyard.runs.leasing import RunLeases
-from runyard.runs.schemas import RunCreate, RunStatusReport, run_resource
+from runyard.runs.schemas import ReplayRequest, RunCreate, RunStatusReport, run_resource
 from runyard.runs.states import TERMINAL, RunStatus, check_transition, is_terminal
 
 S = RunStatus
@@ -37,7 +37,9 @@ __all__ = ["RunFinished", "RunService", "claims_channel"]
 class RunService(RunLeases):
     # -- create and read ------------------------------------------------------------------
 
-    async def create(self, caller: Caller, body: RunCreate) -> dict[str, Any]:
+    async def create(
+        self, caller: Caller, body: RunCreate, *, replay_of: str | None = None
+    ) -> dict[str, Any]:
         try:
             async with self.db.write() as tx:
                 pipeline = await self.pipelines.resolve(
@@ -45,6 +47,7 @@ class RunService(RunLeases):
                 )
                 validate_input(pipeline, body.input)
                 row = _new_run(caller, body, pipeline)
+                row["replay_of"] = replay_of
                 if body.id is not None and await repo.exists(tx.conn, row["id"]):
                     raise RunExists(f"run {row['id']} already exists")
                 items = [
@@ -72,12 +75,36 @@ class RunService(RunLeases):
                     "run.create",
                     "run",
                     row["id"],
-                    {"pipeline": row["pipeline"], "status": row["status"]},
+                    {"pipeline": row["pipeline"], "status": row["status"], "replay_of": replay_of},
                 )
         except IntegrityError as exc:
             raise RunExists(f"run {body.id} already exists") from exc
         row["last_sequence"] = len(items)
         return run_resource(row)
+
+    async def replay(self, caller: Caller, run_id: str, body: ReplayRequest) -> dict[str, Any]:
+        """A new run of the same pipeline and input (each optionally replaced), ``replay_of``
+        pointing back. Any run may be replayed, finished or not."""
+        original = await self.get(caller, run_id)
+        return await self.create(
+            caller,
+            RunCreate(
+                pipeline_id=original["pipeline_id"],
+                input=original["input"] if body.input is None else body.input,
+                tags=original["tags"] if body.tags is None else body.tags,
+                metadata=original["metadata"] if body.metadata is None else body.metadata,
+                codename=original["codename"],
+                require_approval=original["require_approval"],
+                max_attempts=original["max_attempts"],
+                timeout_seconds=original["timeout_seconds"],
+                start=body.start,
+            ),
+            replay_of=run_id,
+        )
+
+    async def count_by_status(self, caller: Caller) -> dict[str, int]:
+        async with self.db.read() as conn:
+            return await repo.count_by_status(conn, caller.workspace_id)
 
     async def get(self, caller: Caller, run_id: str) -> dict[str, Any]:
         async with self.db.read() as conn:
