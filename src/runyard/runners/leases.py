@@ -1,4 +1,5 @@
-"""The sweeper: a background task that ends leases runners stopped renewing."""
+"""The sweeper: a background task that ends leases runners stopped renewing, cancels whose
+deadline passed, and approval gates that expired."""
 
 import asyncio
 import logging
@@ -13,6 +14,7 @@ async def sweep_forever(runs: RunService, interval: float) -> None:
     while True:
         try:
             await runs.expire_leases()
+            await runs.expire_approvals()
         except Exception:  # a failed pass (database away) is retried next interval
             log.exception("lease sweep failed")
         await asyncio.sleep(interval)

@@ -36,7 +36,7 @@ from runyard.runners.schemas import (
     StepReport,
     TokenResponse,
 )
-from runyard.runs.schemas import RunStatusReport, StatusResult
+from runyard.runs.schemas import ApprovalRequest, RunStatusReport, StatusResult
 
 router = APIRouter(prefix="/v1/runner", tags=["runner"])
 fleet = APIRouter(prefix="/v1/runners", tags=["runner"])
@@ -179,6 +179,21 @@ async def post_step(
         output=body.output,
         error=body.error,
         lease_id=auth.lease_id,
+    )
+    return json_response({"ok": True, "run": run})
+
+
+@router.post(
+    "/runs/{run_id}/approval",
+    response_model=StatusResult,
+    summary="Block the run at an approval gate (the lease ends; approval re-queues it)",
+    responses=problem_responses(400, 401, 403, 404, 409),
+)
+async def post_approval(
+    run_id: str, body: ApprovalRequest, auth: RunnerAuthDep, runs: RunServiceDep
+) -> Response:
+    run = await runs.request_approval(
+        auth.caller, run_id, lease_id=auth.lease_id, **body.model_dump()
     )
     return json_response({"ok": True, "run": run})
 

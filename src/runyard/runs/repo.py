@@ -105,6 +105,17 @@ async def expired(conn: Conn, now: datetime, limit: int) -> list[tuple[str, str]
     return [(str(run_id), str(workspace_id)) for run_id, workspace_id in rows]
 
 
+async def blocked(conn: Conn, limit: int) -> list[tuple[str, str, Any]]:
+    """(run id, workspace id, approval) of runs waiting at a gate."""
+    query = (
+        sa.select(runs.c.id, runs.c.workspace_id, runs.c.approval)
+        .where(runs.c.status == "blocked")
+        .limit(limit)
+    )
+    rows: list[Any] = list((await conn.execute(query)).all())
+    return [(str(r.id), str(r.workspace_id), r.approval) for r in rows]
+
+
 async def insert_lease(conn: Conn, values: dict[str, Any]) -> None:
     await conn.execute(_INSERT_LEASE, values)
 

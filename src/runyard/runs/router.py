@@ -15,6 +15,7 @@ from runyard.runs.schemas import (
     AuditEntryOut,
     CancelRequest,
     CancelResult,
+    Decision,
     ReplayRequest,
     RunAction,
     RunCreate,
@@ -151,6 +152,32 @@ async def cancel_run(
     body = body or CancelRequest()
     result, run = await runs.cancel(caller, run_id, reason=body.reason, force=body.force)
     return json_response({"result": result, "run": run})
+
+
+@router.post(
+    "/{run_id}/approve",
+    response_model=RunAction,
+    summary="Approve a run waiting at a gate: it is queued again and resumes after the gate",
+    responses=problem_responses(400, 403, 404, 409),
+)
+async def approve_run(
+    run_id: str, caller: CallerDep, runs: RunServiceDep, body: Decision | None = Body(None)
+) -> Response:
+    run = await runs.approve(caller, run_id, (body or Decision()).comment)
+    return json_response({"message": "Run approved", "run": run})
+
+
+@router.post(
+    "/{run_id}/reject",
+    response_model=RunAction,
+    summary="Reject a run waiting at a gate (it ends `rejected`)",
+    responses=problem_responses(400, 404, 409),
+)
+async def reject_run(
+    run_id: str, caller: CallerDep, runs: RunServiceDep, body: Decision | None = Body(None)
+) -> Response:
+    run = await runs.reject(caller, run_id, (body or Decision()).comment)
+    return json_response({"message": "Run rejected", "run": run})
 
 
 @router.post(

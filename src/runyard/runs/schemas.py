@@ -28,6 +28,24 @@ class RunCreate(BaseModel):
     stream: bool = Field(False, description="Answer with the run's SSE stream until it ends.")
 
 
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(None, max_length=5000)
+
+
+class ApprovalRequest(BaseModel):
+    """A runner asks for a gate (DESIGN §8)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(max_length=5000)
+    expires_in_seconds: int | None = Field(None, ge=1)
+    on_expire: Literal["reject", "approve", "fail"] = "reject"
+    allow_self_approval: bool = True
+    step: str | None = Field(None, max_length=200)
+
+
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

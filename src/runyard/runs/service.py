@@ -23,8 +23,8 @@ from runyard.problems import (
     StaleLease,
 )
 from runyard.runs import repo
+from runyard.runs.approvals import RunApprovals
 from runyard.runs.core import RunFinished, check_lease, claims_channel
-from runyard.runs.leasing import RunLeases
 from runyard.runs.schemas import ReplayRequest, RunCreate, RunStatusReport, run_resource
 from runyard.runs.states import TERMINAL, RunStatus, check_transition, is_terminal
 
@@ -34,7 +34,7 @@ S = RunStatus
 __all__ = ["RunFinished", "RunService", "claims_channel"]
 
 
-class RunService(RunLeases):
+class RunService(RunApprovals):
     # -- create and read ------------------------------------------------------------------
 
     async def create(

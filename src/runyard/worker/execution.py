@@ -57,7 +57,8 @@ class RunExecution:
             async with asyncio.timeout(timeout):
                 outcome = await self._steps()
             await self.buffer.close()
-            await self._report(**outcome)
+            if outcome is not None:  # None: the run waits at a gate, out of our hands
+                await self._report(**outcome)
         except StaleLease:
             log.info("run %s: the lease was lost; another attempt takes over", self.run["id"])
         except asyncio.CancelledError:
@@ -95,15 +96,19 @@ class RunExecution:
                 work.cancel()
                 return
 
-    async def _steps(self) -> dict[str, Any]:
+    async def _steps(self) -> dict[str, Any] | None:
         spec = await self.pipelines.version_spec(
             self.run["pipeline_id"], self.run["pipeline_version"]
         )
+        steps = list(spec.get("steps") or [])
+        if self.run["require_approval"] and not any(s["uses"] == "approval" for s in steps):
+            # a run that requires approval in a pipeline without a gate waits before step one
+            steps.insert(0, {"name": "approval", "uses": "approval", "with": {"always": True}})
         done = {s["name"]: s for s in self.run["steps"] if s["status"] in ("completed", "skipped")}
         outputs: dict[str, Any] = {
             name: {"output": s["output"], "status": s["status"]} for name, s in done.items()
         }
-        for step in spec.get("steps") or []:
+        for step in steps:
             name = step["name"]
             if name in done:
                 continue  # memoized: completed on an earlier attempt
@@ -116,6 +121,12 @@ class RunExecution:
                 if step.get("if") and not condition(step["if"], context):
                     await self._record(name, "skipped")
                     outputs[name] = {"output": None, "status": "skipped"}
+                    continue
+                if step["uses"] == "approval":
+                    gate = await self._gate(step, context)
+                    if gate is None:
+                        return None
+                    outputs[name] = gate
                     continue
                 output = await self._step_with_retries(step, context)
             except (StepFailed, TemplateFailure) as exc:
@@ -130,6 +141,32 @@ class RunExecution:
             "status": "completed",
             "output": {name: value["output"] for name, value in outputs.items()},
         }
+
+    async def _gate(self, step: dict[str, Any], context: dict[str, Any]) -> dict[str, Any] | None:
+        """An ``approval`` step: passed once approved; otherwise the run blocks (None).
+        It applies only when the run requires approval, unless ``with.always`` is set."""
+        name = step["name"]
+        options = render(step.get("with") or {}, context)
+        if not (self.run["require_approval"] or options.get("always")):
+            await self._record(name, "skipped")
+            return {"output": None, "status": "skipped"}
+        approval = self.run["approval"] or {}
+        if approval.get("step") == name and approval.get("state") == "approved":
+            output = {"approved_by": approval["decided_by"], "comment": approval["comment"]}
+            await self._record(name, "completed", output=output)
+            return {"output": output, "status": "completed"}
+        await self._record(name, "running")
+        await self.runs.request_approval(
+            self.caller,
+            self.run["id"],
+            message=str(options.get("message") or f"Approve {self.run['pipeline']} to go on"),
+            expires_in_seconds=options.get("expires_in_seconds"),
+            on_expire=options.get("on_expire", "reject"),
+            allow_self_approval=options.get("allow_self_approval", True),
+            step=name,
+            lease_id=self.lease_id,
+        )
+        return None
 
     async def _step_with_retries(self, step: dict[str, Any], context: dict[str, Any]) -> Any:
         name = step["name"]
