@@ -16,6 +16,7 @@ from runyard.pipelines.service import PipelineService
 from runyard.runners.leases import sweep_forever, sweep_interval
 from runyard.runners.service import RunnerService
 from runyard.runners.tokens import RunnerTokens, load_secret
+from runyard.runs.insights import RunInsights
 from runyard.runs.service import RunService
 from runyard.settings import Settings
 from runyard.worker.loop import EmbeddedWorker
@@ -36,6 +37,7 @@ class Services:
     runners: RunnerService
     tokens: RunnerTokens
     operations: OperationsService
+    insights: RunInsights
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -70,6 +72,7 @@ class Services:
             runners,
             tokens,
             operations,
+            RunInsights(db, events),
         )
         interval = sweep_interval(settings.lease_seconds)
         services._tasks.append(asyncio.create_task(sweep_forever(runs, interval)))

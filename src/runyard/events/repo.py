@@ -1,10 +1,12 @@
 """Event queries (Core statements; flushes, never commits)."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from runyard.db import dialect
 from runyard.db.engine import Conn
 from runyard.events.tables import event_streams, events
 
@@ -112,3 +114,33 @@ async def latest_of_type(conn: Conn, workspace_id: str, event_type: str) -> Any:
         .limit(1)
     )
     return (await conn.execute(query)).first()
+
+
+async def counts(conn: Conn, stream_id: str) -> list[tuple[str, str | None, int]]:
+    """Events per type; log events also per level, console lines per stream."""
+    detail = sa.case(
+        (
+            events.c.type == "log",
+            dialect.json_scalar_text(conn.dialect.name, events.c.data, ["level"]),
+        ),
+        (
+            events.c.type == "console.line",
+            dialect.json_scalar_text(conn.dialect.name, events.c.data, ["stream"]),
+        ),
+        else_=sa.null(),
+    )
+    query = (
+        sa.select(events.c.type, detail.label("detail"), sa.func.count())
+        .where(events.c.stream_id == stream_id)
+        .group_by(events.c.type, detail)
+    )
+    rows: list[Any] = list((await conn.execute(query)).all())
+    return [(str(t), d, int(n)) for t, d, n in rows]
+
+
+async def first_time(conn: Conn, stream_id: str, sources: Sequence[str]) -> datetime | None:
+    query = sa.select(sa.func.min(events.c.time)).where(
+        events.c.stream_id == stream_id, events.c.source.in_(sources)
+    )
+    first: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+    return first

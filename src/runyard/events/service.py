@@ -120,6 +120,15 @@ class EventService:
             tx, stream_id, first, items, run_id=run_id, source=source, attempt=attempt
         )
 
+    async def counts(self, stream_id: str) -> list[tuple[str, str | None, int]]:
+        """(type, level or console stream, count) over a stream."""
+        async with self.db.read() as conn:
+            return await repo.counts(conn, stream_id)
+
+    async def first_time(self, stream_id: str, *, sources: Sequence[str]) -> datetime | None:
+        async with self.db.read() as conn:
+            return await repo.first_time(conn, stream_id, sources)
+
     async def latest_of_type(self, workspace_id: str, event_type: str) -> dict[str, Any] | None:
         """The newest event of a type in any of the workspace's streams."""
         async with self.db.read() as conn:

@@ -116,6 +116,11 @@ async def blocked(conn: Conn, limit: int) -> list[tuple[str, str, Any]]:
     return [(str(r.id), str(r.workspace_id), r.approval) for r in rows]
 
 
+async def leases_of(conn: Conn, run_id: str) -> list[dict[str, Any]]:
+    query = sa.select(leases).where(leases.c.run_id == run_id).order_by(leases.c.granted_at)
+    return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
+
 async def insert_lease(conn: Conn, values: dict[str, Any]) -> None:
     await conn.execute(_INSERT_LEASE, values)
 

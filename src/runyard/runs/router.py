@@ -195,6 +195,40 @@ async def replay_run(
 
 
 @router.get(
+    "/{run_id}/summary",
+    summary="Durations, queue wait, event and log counts, usage, metrics and attempts",
+    responses=problem_responses(404),
+)
+async def run_summary(run_id: str, caller: CallerDep, services: ServicesDep) -> Response:
+    return json_response(await services.insights.summary(caller, run_id))
+
+
+@router.get(
+    "/{run_id}/diagnostics",
+    summary="Runner, attempts with their leases, errors with their step, timing",
+    responses=problem_responses(404),
+)
+async def run_diagnostics(run_id: str, caller: CallerDep, services: ServicesDep) -> Response:
+    return json_response(await services.insights.diagnostics(caller, run_id))
+
+
+@router.post(
+    "/{run_id}/rollback",
+    summary="Roll back: run the pipeline's rollback steps as a new run, or record it",
+    responses={**problem_responses(404), 201: {"description": "A rollback run was queued"}},
+)
+async def rollback_run(run_id: str, caller: CallerDep, runs: RunServiceDep) -> Response:
+    rollback = await runs.rollback(caller, run_id)
+    if rollback is None:
+        return json_response({"result": "recorded", "run": None})
+    return json_response(
+        {"result": "queued", "run": rollback},
+        201,
+        headers={"Location": f"/v1/runs/{rollback['id']}"},
+    )
+
+
+@router.get(
     "/{run_id}/audit",
     summary="Audit entries of a run",
     responses=problem_responses(404),

@@ -38,14 +38,20 @@ class RunService(RunApprovals):
     # -- create and read ------------------------------------------------------------------
 
     async def create(
-        self, caller: Caller, body: RunCreate, *, replay_of: str | None = None
+        self,
+        caller: Caller,
+        body: RunCreate,
+        *,
+        replay_of: str | None = None,
+        validate: bool = True,
     ) -> dict[str, Any]:
         try:
             async with self.db.write() as tx:
                 pipeline = await self.pipelines.resolve(
                     tx, caller, name=body.pipeline, pipeline_id=body.pipeline_id
                 )
-                validate_input(pipeline, body.input)
+                if validate:
+                    validate_input(pipeline, body.input)
                 row = _new_run(caller, body, pipeline)
                 row["replay_of"] = replay_of
                 if body.id is not None and await repo.exists(tx.conn, row["id"]):
@@ -101,6 +107,41 @@ class RunService(RunApprovals):
             ),
             replay_of=run_id,
         )
+
+    async def rollback(self, caller: Caller, run_id: str) -> dict[str, Any] | None:
+        """Queue the pipeline's ``rollback_steps`` as a new run (``replay_of`` and
+        ``input.rollback_of`` point back), or, without them, only record the rollback."""
+        original = await self.get(caller, run_id)
+        spec = await self.pipelines.version_spec(
+            original["pipeline_id"], original["pipeline_version"]
+        )
+        if not spec.get("rollback_steps"):
+            async with self.db.write() as tx:
+                await self.audit.record(
+                    tx, caller, "run.rollback", "run", run_id, {"result": "recorded"}
+                )
+            return None
+        rollback = await self.create(
+            caller,
+            RunCreate(
+                pipeline_id=original["pipeline_id"],
+                input={**original["input"], "rollback_of": run_id},
+                tags=original["tags"],
+                metadata=original["metadata"],
+            ),
+            replay_of=run_id,
+            validate=False,
+        )
+        async with self.db.write() as tx:
+            await self.audit.record(
+                tx,
+                caller,
+                "run.rollback",
+                "run",
+                run_id,
+                {"result": "queued", "rollback_run_id": rollback["id"]},
+            )
+        return rollback
 
     async def count_by_status(self, caller: Caller) -> dict[str, int]:
         async with self.db.read() as conn:

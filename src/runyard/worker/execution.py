@@ -100,7 +100,8 @@ class RunExecution:
         spec = await self.pipelines.version_spec(
             self.run["pipeline_id"], self.run["pipeline_version"]
         )
-        steps = list(spec.get("steps") or [])
+        rolling_back = "rollback_of" in self.run["input"]
+        steps = list(spec.get("rollback_steps" if rolling_back else "steps") or [])
         if self.run["require_approval"] and not any(s["uses"] == "approval" for s in steps):
             # a run that requires approval in a pipeline without a gate waits before step one
             steps.insert(0, {"name": "approval", "uses": "approval", "with": {"always": True}})

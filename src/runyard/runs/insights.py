@@ -1,0 +1,109 @@
+"""What a run's history says (DESIGN §5.3): its summary and its diagnostics."""
+
+from datetime import datetime
+from typing import Any
+
+from runyard.clock import isoformat, parse
+from runyard.context import Caller
+from runyard.db.engine import Database
+from runyard.events.service import EventService
+from runyard.problems import RunNotFound
+from runyard.runs import repo
+
+
+def _ms(start: datetime | str | None, end: datetime | str | None) -> int | None:
+    if start is None or end is None:
+        return None
+    start = parse(start) if isinstance(start, str) else start
+    end = parse(end) if isinstance(end, str) else end
+    return int((end - start).total_seconds() * 1000)
+
+
+class RunInsights:
+    def __init__(self, db: Database, events: EventService) -> None:
+        self.db = db
+        self.events = events
+
+    async def _run(self, caller: Caller, run_id: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            run = await repo.get(conn, caller.workspace_id, run_id)
+        if run is None:
+            raise RunNotFound(f"run {run_id} not found")
+        return run
+
+    async def summary(self, caller: Caller, run_id: str) -> dict[str, Any]:
+        run = await self._run(caller, run_id)
+        counts = await self.events.counts(run_id)
+        first_work = await self.events.first_time(run_id, sources=("runner", "worker"))
+        by_type: dict[str, int] = {}
+        log_lines: dict[str, int] = {}
+        for event_type, detail, count in counts:
+            by_type[event_type] = by_type.get(event_type, 0) + count
+            if event_type in ("log", "console.line"):
+                key = str(detail or ("info" if event_type == "log" else "stdout"))
+                log_lines[key] = log_lines.get(key, 0) + count
+        return {
+            "run_id": run_id,
+            "status": run["status"],
+            "pipeline": run["pipeline"],
+            "attempts": run["attempt"],
+            "duration_ms": _ms(run["started_at"] or run["created_at"], run["completed_at"]),
+            "queue_wait_ms": _ms(run["queued_at"] or run["created_at"], run["started_at"]),
+            "time_to_first_event_ms": _ms(run["created_at"], first_work),
+            "steps": [
+                {
+                    "name": step["name"],
+                    "status": step["status"],
+                    "attempt": step["attempt"],
+                    "duration_ms": _ms(step["started_at"], step["completed_at"]),
+                }
+                for step in run["steps"]
+            ],
+            "events": {"total": sum(by_type.values()), "by_type": by_type},
+            "log_lines": log_lines,
+            "artifacts": 0,
+            "usage": run["usage"],
+            "metrics": run["metrics"],
+        }
+
+    async def diagnostics(self, caller: Caller, run_id: str) -> dict[str, Any]:
+        run = await self._run(caller, run_id)
+        async with self.db.read() as conn:
+            leases = await repo.leases_of(conn, run_id)
+        errors = [{"source": "run", **run["error"]}] if run["error"] else []
+        errors += [
+            {"source": "step", "step": step["name"], "attempt": step["attempt"], **step["error"]}
+            for step in run["steps"]
+            if step.get("error")
+        ]
+        return {
+            "run_id": run_id,
+            "status": run["status"],
+            "runner_id": run["runner_id"],
+            "current_lease": (
+                {"id": run["lease_id"], "expires_at": isoformat(run["lease_expires_at"])}
+                if run["lease_id"]
+                else None
+            ),
+            "attempts": [
+                {
+                    "attempt": lease["attempt"],
+                    "lease_id": lease["id"],
+                    "runner_id": lease["runner_id"],
+                    "granted_at": isoformat(lease["granted_at"]),
+                    "expires_at": isoformat(lease["expires_at"]),
+                    "ended_at": isoformat(lease["ended_at"]),
+                    "end_reason": lease["end_reason"],
+                }
+                for lease in leases
+            ],
+            "max_attempts": run["max_attempts"],
+            "environment": None,
+            "errors": errors,
+            "timing": {
+                "created_at": isoformat(run["created_at"]),
+                "queue_wait_ms": _ms(run["queued_at"] or run["created_at"], run["started_at"]),
+                "run_ms": _ms(run["started_at"], run["completed_at"]),
+                "total_ms": _ms(run["created_at"], run["completed_at"]),
+            },
+        }
