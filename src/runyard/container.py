@@ -14,6 +14,7 @@ from runyard.observability.metrics import Metrics
 from runyard.observability.service import OperationsService
 from runyard.pipelines.service import PipelineService
 from runyard.runners.leases import sweep_forever, sweep_interval
+from runyard.runners.push import Pusher
 from runyard.runners.service import RunnerService
 from runyard.runners.tokens import RunnerTokens, load_secret
 from runyard.runs.insights import RunInsights
@@ -74,6 +75,15 @@ class Services:
             operations,
             RunInsights(db, events),
         )
+        pusher = Pusher(
+            runs,
+            pipelines,
+            tokens,
+            broker,
+            settings.resolved_public_url(),
+            settings.push_retry_base_seconds,
+        )
+        services._tasks.append(asyncio.create_task(pusher.run_forever()))
         interval = sweep_interval(settings.lease_seconds)
         services._tasks.append(asyncio.create_task(sweep_forever(runs, interval)))
         if settings.worker_enabled:

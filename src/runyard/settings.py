@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         4, ge=1, le=256, description="Runs the embedded worker executes at once."
     )
+    push_retry_base_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="First backoff between job deliveries to an `http` executor; it doubles "
+        "over 5 retries (about 31 s in all) before the run fails with `trigger_failed`.",
+    )
     log_level: str = Field("info", description="Log level of the server: debug, info, warning.")
     secret_key: SecretStr | None = Field(
         None,

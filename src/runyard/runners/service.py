@@ -23,6 +23,9 @@ from runyard.runners.tokens import RunnerTokens
 from runyard.runs.service import RunService, claims_channel
 from runyard.settings import Settings
 
+#: what pull runners take; ``http`` runs are pushed by the server (runners/push.py)
+PULLED_EXECUTORS = ("steps", "worker")
+
 
 class RunnerService:
     def __init__(
@@ -84,7 +87,10 @@ class RunnerService:
         try:
             while True:
                 claimed = await self.runs.claim(
-                    caller.workspace_id, runner_id=runner_id, pipelines=body.pipelines
+                    caller.workspace_id,
+                    runner_id=runner_id,
+                    pipelines=body.pipelines,
+                    executors=PULLED_EXECUTORS,
                 )
                 if claimed is not None:
                     break
