@@ -1,5 +1,7 @@
 """Helpers for tests: creating pipelines and runs, and a small SSE reader."""
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,3 +109,17 @@ async def read_until_end(
             if frame.event in ("stream.end", "stream.reset"):
                 break
     return frames
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, run_id: str, *statuses: str, seconds: float = 20
+) -> dict[str, Any]:
+    """The run once it is in one of ``statuses`` (polling, bounded by ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = dict((await client.get(f"/v1/runs/{run_id}")).json())
+        if run["status"] in statuses:
+            return run
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} is {run.get('status')}, not one of {statuses}")

@@ -1,26 +1,14 @@
 """Approval gates (DESIGN §5.2-5.3, §7, §8) on both databases."""
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import assert_problem, make_pipeline, make_run
+from tests.support import assert_problem, make_pipeline, make_run, wait_for_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
-
-
-async def until(client: httpx.AsyncClient, run_id: str, *statuses: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        run = (await client.get(f"/v1/runs/{run_id}")).json()
-        if run["status"] in statuses:
-            return dict(run)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} is {run['status']}, not {statuses}")
 
 
 def gated(tmp_path: Path, **gate: Any) -> list[dict[str, Any]]:
@@ -42,7 +30,7 @@ async def test_approval_resumes_after_the_gate_without_redoing_earlier_steps(
     await make_pipeline(client, steps=gated(tmp_path))
     counter = tmp_path / "plans"
     run = await make_run(client, input={"counter": str(counter)}, require_approval=True)
-    blocked = await until(client, run["id"], "blocked")
+    blocked = await wait_for_status(client, run["id"], "blocked")
     assert blocked["approval"]["state"] == "pending"
     assert blocked["approval"]["message"] == f"Ship {len(str(counter))}?"
     assert blocked["runner_id"] is not None and blocked["current_step"] == "gate"
@@ -50,7 +38,7 @@ async def test_approval_resumes_after_the_gate_without_redoing_earlier_steps(
         f"/v1/runs/{run['id']}/approve", json={"comment": "go"}, headers={"X-User-Id": "bob"}
     )
     assert response.status_code == 200 and response.json()["message"] == "Run approved"
-    final = await until(client, run["id"], "completed", "failed")
+    final = await wait_for_status(client, run["id"], "completed", "failed")
     assert final["status"] == "completed", final["error"]
     assert counter.read_text() == "x"
     assert final["approval"]["state"] == "approved" and final["approval"]["decided_by"] == "bob"
@@ -69,10 +57,10 @@ async def test_rejection_ends_the_run_before_later_steps(
 ) -> None:
     await make_pipeline(client, steps=gated(tmp_path))
     run = await make_run(client, input={"counter": str(tmp_path / "c")}, require_approval=True)
-    await until(client, run["id"], "blocked")
+    await wait_for_status(client, run["id"], "blocked")
     rejected = await client.post(f"/v1/runs/{run['id']}/reject", json={"comment": "not today"})
     assert rejected.json()["run"]["status"] == "rejected"
-    final = await until(client, run["id"], "rejected")
+    final = await wait_for_status(client, run["id"], "rejected")
     assert [s["name"] for s in final["steps"]] == ["plan", "gate"]
     assert_problem(await client.post(f"/v1/runs/{run['id']}/approve"), 409, "invalid_transition")
 
@@ -82,7 +70,7 @@ async def test_gates_apply_only_to_runs_that_require_approval(
     client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     await make_pipeline(client, steps=gated(tmp_path))
-    final = await until(
+    final = await wait_for_status(
         client,
         (await make_run(client, input={"counter": str(tmp_path / "c")}))["id"],
         "completed",
@@ -101,10 +89,11 @@ async def test_gates_apply_only_to_runs_that_require_approval(
         ],
     )
     gated_run = await make_run(client, "plain", require_approval=True)
-    blocked = await until(client, gated_run["id"], "blocked")
+    blocked = await wait_for_status(client, gated_run["id"], "blocked")
     assert blocked["approval"]["step"] == "approval" and blocked["steps"][0]["name"] == "approval"
     await client.post(f"/v1/runs/{gated_run['id']}/approve")
-    assert (await until(client, gated_run["id"], "completed"))["steps"][-1]["name"] == "only"
+    resumed = await wait_for_status(client, gated_run["id"], "completed")
+    assert resumed["steps"][-1]["name"] == "only"
 
 
 @pytest.mark.settings(worker_enabled=True)
@@ -123,7 +112,7 @@ async def test_a_gate_can_refuse_its_creators_approval(
             headers={"X-User-Id": "alice"},
         )
     ).json()
-    await until(client, run["id"], "blocked")
+    await wait_for_status(client, run["id"], "blocked")
     own = await client.post(f"/v1/runs/{run['id']}/approve", headers={"X-User-Id": "alice"})
     assert_problem(own, 403, "forbidden")
     other = await client.post(f"/v1/runs/{run['id']}/approve", headers={"X-User-Id": "carol"})
@@ -136,7 +125,7 @@ async def test_an_expired_gate_takes_its_on_expire_outcome(
 ) -> None:
     await make_pipeline(client, steps=gated(tmp_path, expires_in_seconds=1, on_expire="fail"))
     run = await make_run(client, input={"counter": str(tmp_path / "c")}, require_approval=True)
-    failed = await until(client, run["id"], "failed")
+    failed = await wait_for_status(client, run["id"], "failed")
     assert failed["error"]["code"] == "approval_expired" and failed["error"]["step"] == "gate"
     assert failed["approval"]["state"] == "expired"
 
@@ -146,7 +135,8 @@ async def test_an_expired_gate_takes_its_on_expire_outcome(
     lenient = await make_run(
         client, "lenient", input={"counter": str(tmp_path / "d")}, require_approval=True
     )
-    assert (await until(client, lenient["id"], "completed"))["approval"]["state"] == "approved"
+    approved = await wait_for_status(client, lenient["id"], "completed")
+    assert approved["approval"]["state"] == "approved"
 
 
 async def test_runners_request_gates_through_the_runner_api(client: httpx.AsyncClient) -> None:

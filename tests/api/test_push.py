@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.conftest import free_port
-from tests.support import make_pipeline, make_run
+from tests.support import make_pipeline, make_run, wait_for_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -58,16 +58,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     await asyncio.wait_for(task, 10)
 
 
-async def until(client: httpx.AsyncClient, run_id: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        run = (await client.get(f"/v1/runs/{run_id}")).json()
-        if run["status"] == status:
-            return dict(run)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} is {run['status']}, not {status}")
-
-
 @pytest.mark.settings(push_retry_base_seconds=0.05)
 async def test_a_delivered_job_reports_back_through_the_runner_api(
     client: httpx.AsyncClient, receiver: Receiver
@@ -82,7 +72,7 @@ async def test_a_delivered_job_reports_back_through_the_runner_api(
         },
     )
     run = await make_run(client, input={"image": "cat.png"})
-    running = await until(client, run["id"], "running")
+    running = await wait_for_status(client, run["id"], "running")
     assert running["runner_id"] == "rnr_push"
     for _ in range(100):
         if len(receiver.jobs) == 3:
@@ -110,7 +100,7 @@ async def test_an_unreachable_target_fails_the_run_with_trigger_failed(
         client, executor={"type": "http", "url": f"http://127.0.0.1:{free_port()}/"}
     )
     started = time.monotonic()
-    failed = await until(client, (await make_run(client))["id"], "failed")
+    failed = await wait_for_status(client, (await make_run(client))["id"], "failed")
     assert failed["error"]["code"] == "trigger_failed"
     assert "ConnectError" in failed["error"]["message"]
     assert time.monotonic() - started < 15
@@ -123,6 +113,6 @@ async def test_a_target_that_refuses_the_job_fails_it_at_once(
     receiver.answers = [422]
     await make_pipeline(client, executor={"type": "http", "url": receiver.url})
     started = time.monotonic()
-    failed = await until(client, (await make_run(client))["id"], "failed")
+    failed = await wait_for_status(client, (await make_run(client))["id"], "failed")
     assert failed["error"]["code"] == "trigger_failed" and "HTTP 422" in failed["error"]["message"]
     assert len(receiver.jobs) == 1 and time.monotonic() - started < 5

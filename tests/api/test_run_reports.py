@@ -1,25 +1,11 @@
 """Summary, diagnostics and rollback of runs (DESIGN §5.3) on both databases."""
 
-import asyncio
-import time
-from typing import Any
-
 import httpx
 import pytest
 
-from tests.support import assert_problem, make_pipeline, make_run, post_events
+from tests.support import assert_problem, make_pipeline, make_run, post_events, wait_for_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
-
-
-async def until(client: httpx.AsyncClient, run_id: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        run = (await client.get(f"/v1/runs/{run_id}")).json()
-        if run["status"] == status:
-            return dict(run)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} is {run['status']}")
 
 
 async def test_summary_counts_events_logs_and_times_steps(client: httpx.AsyncClient) -> None:
@@ -63,7 +49,7 @@ async def test_diagnostics_show_every_attempt_and_its_lease(client: httpx.AsyncC
     await make_pipeline(client)
     run = await make_run(client, max_attempts=2)
     first = (await client.post("/v1/runner/claim", json={"runner": {"name": "a"}})).json()
-    await until(client, run["id"], "queued")  # the first runner went silent
+    await wait_for_status(client, run["id"], "queued")  # the first runner went silent
     second = (await client.post("/v1/runner/claim", json={"runner": {"name": "b"}})).json()
     await client.post(
         f"/v1/runner/runs/{run['id']}/status",
@@ -105,13 +91,13 @@ async def test_rollback_runs_the_rollback_steps_or_records_the_request(
         },
     )
     run = await make_run(client, input={"env": "prod"})
-    await until(client, run["id"], "completed")
+    await wait_for_status(client, run["id"], "completed")
     response = await client.post(f"/v1/runs/{run['id']}/rollback")
     assert response.status_code == 201 and response.json()["result"] == "queued"
     rollback = response.json()["run"]
     assert rollback["replay_of"] == run["id"]
     assert rollback["input"] == {"env": "prod", "rollback_of": run["id"]}
-    done = await until(client, rollback["id"], "completed")
+    done = await wait_for_status(client, rollback["id"], "completed")
     assert [s["name"] for s in done["steps"]] == ["undo"]
     lines = (await client.get(f"/v1/runs/{rollback['id']}/logs?format=text")).text
     assert f"undoing {run['id']}" in lines

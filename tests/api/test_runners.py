@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import assert_problem, make_pipeline, make_run
+from tests.support import assert_problem, make_pipeline, make_run, wait_for_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -23,18 +23,6 @@ def bearer(token: str) -> dict[str, str]:
 async def types_of(client: httpx.AsyncClient, run_id: str) -> list[str]:
     page = (await client.get(f"/v1/runs/{run_id}/events?limit=1000")).json()
     return [e["type"] for e in page["data"]]
-
-
-async def wait_for_status(
-    client: httpx.AsyncClient, run_id: str, status: str, seconds: float = 10
-) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        run = (await client.get(f"/v1/runs/{run_id}")).json()
-        if run["status"] == status:
-            return dict(run)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} is {run['status']}, not {status}")
 
 
 async def test_a_claim_leases_the_oldest_queued_run_with_a_token(client: httpx.AsyncClient) -> None:

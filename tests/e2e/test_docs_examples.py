@@ -24,10 +24,11 @@ def _script(base: str, doc: str = "events.md") -> str:
     return "set -euo pipefail\n" + script.replace("curl -s ", "curl -sf ")
 
 
-def test_the_events_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+def run_doc(server: str, doc: str, cwd: Path) -> tuple[str, str]:
+    """Run a doc's walk-through; its output and the run id it left in ``$RUN``."""
     result = subprocess.run(
-        ["bash", "-c", _script(server) + '\nprintf "\\nRUN=%s\\n" "$RUN"'],
-        cwd=tmp_path,
+        ["bash", "-c", _script(server, doc) + '\nprintf "\\nRUN=%s\\n" "$RUN"'],
+        cwd=cwd,
         env=cli_env(),
         capture_output=True,
         text=True,
@@ -35,12 +36,16 @@ def test_the_events_walk_through_runs_as_documented(server: str, tmp_path: Path)
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    run_id = result.stdout.strip().splitlines()[-1].removeprefix("RUN=")
+    return result.stdout, result.stdout.strip().splitlines()[-1].removeprefix("RUN=")
+
+
+def test_the_events_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    stdout, run_id = run_doc(server, "events.md", tmp_path)
     run = httpx.get(f"{server}/v1/runs/{run_id}").json()
     assert run["status"] == "completed"
     assert run["output"] == {"url": "https://staging.example"}
-    assert '"first_sequence":4,"last_sequence":5' in result.stdout
-    assert '"result":"already_terminal"' in result.stdout
+    assert '"first_sequence":4,"last_sequence":5' in stdout
+    assert '"result":"already_terminal"' in stdout
     logfile = [orjson.loads(line) for line in (tmp_path / "run.ndjson").read_text().splitlines()]
     assert [e["type"] for e in logfile] == [
         "run.created",
@@ -54,38 +59,18 @@ def test_the_events_walk_through_runs_as_documented(server: str, tmp_path: Path)
 
 
 def test_the_runner_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        ["bash", "-c", _script(server, "runners.md") + '\nprintf "\\nRUN=%s\\n" "$RUN"'],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    run_id = result.stdout.strip().splitlines()[-1].removeprefix("RUN=")
+    stdout, run_id = run_doc(server, "runners.md", tmp_path)
     run = httpx.get(f"{server}/v1/runs/{run_id}").json()
     assert run["status"] == "completed" and run["output"] == {"width": 640}
     assert run["attempt"] == 1 and run["runner_id"].startswith("rnr_")
-    assert '"cancel_requested":false' in result.stdout
+    assert '"cancel_requested":false' in stdout
     runners = httpx.get(f"{server}/v1/runners").json()["data"]
     assert [r["name"] for r in runners] == ["worker-1"]
 
 
 @pytest.mark.with_worker
 def test_the_pipeline_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        ["bash", "-c", _script(server, "pipelines.md") + '\nprintf "\\nRUN=%s\\n" "$RUN"'],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    run_id = result.stdout.strip().splitlines()[-1].removeprefix("RUN=")
+    stdout, run_id = run_doc(server, "pipelines.md", tmp_path)
     run = httpx.get(f"{server}/v1/runs/{run_id}").json()
     assert run["status"] == "completed", run["error"]
     assert [(s["name"], s["status"]) for s in run["steps"]] == [
@@ -93,5 +78,5 @@ def test_the_pipeline_walk_through_runs_as_documented(server: str, tmp_path: Pat
         ("notes", "skipped"),
         ("tag", "completed"),
     ]
-    assert "[stdout] test testing 2.1.0" in result.stdout
-    assert "[stdout] tag tagged" in result.stdout
+    assert "[stdout] test testing 2.1.0" in stdout
+    assert "[stdout] tag tagged" in stdout
