@@ -8,7 +8,8 @@ including FastAPI's validation and routing errors, with :func:`problem_body`.
     ├── Unauthorized (401)
     ├── Forbidden (403)
     ├── NotFound (404)              ── RunNotFound, PipelineNotFound
-    ├── Conflict (409)              ── InvalidTransition, RunExists, PipelineExists, StaleLease
+    ├── Conflict (409)              ── InvalidTransition, RunExists, PipelineExists, StaleLease,
+    │                                  RunFinished
     ├── PayloadTooLarge (413)
     └── Unavailable (503)
 """
@@ -108,6 +109,11 @@ class PipelineExists(Conflict):
 class StaleLease(Conflict):
     code = "stale_lease"
     title = "Stale lease"
+
+
+class RunFinished(Conflict):
+    code = "run_finished"
+    title = "Run has finished"
 
 
 class PayloadTooLarge(DomainError):

@@ -1,7 +1,21 @@
 """Broker implementations, chosen by URL scheme."""
 
+import asyncio
+
 from runyard.broker.base import Broker, Subscription
 from runyard.broker.memory import MemoryBroker
+
+
+async def wait_for_executor(subscription: Subscription, executor: bytes, seconds: float) -> None:
+    """Wait until a wake-up for runs of ``executor`` arrives (or ``seconds`` pass; also when
+    wake-ups were dropped, since one of them may have been ours)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+        if not await subscription.wait(remaining):
+            return
+        messages, overflowed = subscription.drain()
+        if overflowed or executor in messages:
+            return
 
 
 def broker_from_url(url: str) -> Broker:
@@ -15,4 +29,4 @@ def broker_from_url(url: str) -> Broker:
     raise ValueError(f"unsupported broker URL scheme {scheme!r} (supported: memory://, redis://)")
 
 
-__all__ = ["Broker", "MemoryBroker", "Subscription", "broker_from_url"]
+__all__ = ["Broker", "MemoryBroker", "Subscription", "broker_from_url", "wait_for_executor"]

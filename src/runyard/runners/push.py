@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from runyard.broker import Broker
+from runyard.broker import Broker, wait_for_executor
 from runyard.context import Caller
 from runyard.pipelines.service import PipelineService
 from runyard.problems import DomainError, PipelineNotFound
@@ -59,8 +59,7 @@ class Pusher:
                 while True:
                     claimed = await self._claim()
                     if claimed is None:
-                        await wake.wait(RECHECK_SECONDS)
-                        wake.drain()
+                        await wait_for_executor(wake, b"http", RECHECK_SECONDS)
                         continue
                     task = asyncio.create_task(self._deliver(client, *claimed))
                     self.deliveries.add(task)

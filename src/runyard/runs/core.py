@@ -16,21 +16,12 @@ from runyard.db.engine import Database, Tx
 from runyard.events.service import EventService, NewEvent
 from runyard.observability.metrics import Metrics
 from runyard.pipelines.service import PipelineService
-from runyard.problems import (
-    Conflict,
-    RunNotFound,
-    StaleLease,
-)
+from runyard.problems import RunNotFound, StaleLease
 from runyard.runs import repo
 from runyard.runs.states import ENTRY_EVENT, TERMINAL, RunStatus, check_transition
 from runyard.settings import Settings
 
 S = RunStatus
-
-
-class RunFinished(Conflict):
-    code = "run_finished"
-    title = "Run has finished"
 
 
 class RunCore:
@@ -82,7 +73,7 @@ class RunCore:
             values.update(lease_id=None, lease_expires_at=None)
         if target is S.QUEUED:
             values["queued_at"] = now
-            tx.after_commit(self._wake_claimers(run["workspace_id"]))
+            tx.after_commit(self._wake_claimers(run["workspace_id"], run["executor"]))
         elif target is S.RUNNING and run["started_at"] is None:
             values["started_at"] = now
         elif target in TERMINAL:
@@ -96,10 +87,14 @@ class RunCore:
             payload["error"] = run["error"]
         await self._emit(tx, run, [*before, NewEvent(ENTRY_EVENT[target], payload)])
 
-    def _wake_claimers(self, workspace_id: str) -> Callable[[], Awaitable[None]]:
+    def _wake_claimers(self, workspace_id: str, executor: str) -> Callable[[], Awaitable[None]]:
+        """Tell waiting claimers a run was queued; the message names its executor, so the
+        server's own claimers (worker: ``steps``, pusher: ``http``) wake only for theirs."""
+        message = executor.encode()
+
         async def wake() -> None:
-            await self.broker.publish(claims_channel(workspace_id), b"queued")
-            await self.broker.publish(claims_channel(None), b"queued")
+            await self.broker.publish(claims_channel(workspace_id), message)
+            await self.broker.publish(claims_channel(None), message)
 
         return wake
 

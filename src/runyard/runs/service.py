@@ -19,19 +19,20 @@ from runyard.pipelines.service import validate_input
 from runyard.problems import (
     NotFound,
     RunExists,
+    RunFinished,
     RunNotFound,
     StaleLease,
 )
 from runyard.runs import repo
 from runyard.runs.approvals import RunApprovals
-from runyard.runs.core import RunFinished, check_lease, claims_channel
+from runyard.runs.core import check_lease, claims_channel
 from runyard.runs.schemas import ReplayRequest, RunCreate, RunStatusReport, run_resource
 from runyard.runs.states import TERMINAL, RunStatus, check_transition, is_terminal
 
 S = RunStatus
 
 
-__all__ = ["RunFinished", "RunService", "claims_channel"]
+__all__ = ["RunService", "claims_channel"]
 
 
 class RunService(RunApprovals):
@@ -63,7 +64,7 @@ class RunService(RunApprovals):
                     items.append(
                         NewEvent("run.queued", {"status": "queued", "previous_status": None})
                     )
-                    tx.after_commit(self._wake_claimers(caller.workspace_id))
+                    tx.after_commit(self._wake_claimers(caller.workspace_id, row["executor"]))
                 await repo.insert(tx.conn, row)
                 await self.events.create_stream(
                     tx,

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from runyard.broker import Broker
+from runyard.broker import Broker, wait_for_executor
 from runyard.pipelines.service import PipelineService
 from runyard.runs.service import RunService, claims_channel
 from runyard.worker.execution import RunExecution
@@ -45,8 +45,7 @@ class EmbeddedWorker:
                     claimed = None
                 if claimed is None:
                     self.slots.release()
-                    await wake.wait(RECHECK_SECONDS)
-                    wake.drain()
+                    await wait_for_executor(wake, b"steps", RECHECK_SECONDS)
                     continue
                 task = asyncio.create_task(self._execute(*claimed))
                 self.executions.add(task)
