@@ -10,8 +10,6 @@ from runyard.context import Caller
 from runyard.db.engine import Database, Tx
 from runyard.ids import new_id
 
-_INSERT = sa.insert(audit_entries)
-
 
 class AuditService:
     def __init__(self, db: Database) -> None:
@@ -26,19 +24,21 @@ class AuditService:
         target_id: str,
         details: dict[str, Any] | None = None,
     ) -> None:
-        await tx.conn.execute(
-            _INSERT,
-            {
-                "id": new_id("aud"),
-                "workspace_id": caller.workspace_id,
-                "actor": caller.actor,
-                "action": action,
-                "target_type": target_type,
-                "target_id": target_id,
-                "details": details or {},
-                "request_id": caller.request_id,
-                "created_at": utcnow(),
-            },
+        await tx.conn.insert_many(
+            audit_entries,
+            [
+                {
+                    "id": new_id("aud"),
+                    "workspace_id": caller.workspace_id,
+                    "actor": caller.actor,
+                    "action": action,
+                    "target_type": target_type,
+                    "target_id": target_id,
+                    "details": details or {},
+                    "request_id": caller.request_id,
+                    "created_at": utcnow(),
+                }
+            ],
         )
 
     async def for_target(

@@ -56,7 +56,7 @@ class Conn:
         raise NotImplementedError
 
     async def insert_many(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows with the same keys in one batch (the hot path of event appends)."""
+        """Insert rows with the same keys in one batch (straight through the driver on SQLite)."""
         raise NotImplementedError
 
 

@@ -10,7 +10,6 @@ from runyard.db import dialect
 from runyard.db.engine import Conn
 from runyard.events.tables import event_streams, events
 
-_INSERT_STREAM = sa.insert(event_streams)
 _RESERVE = (
     sa.update(event_streams)
     .where(event_streams.c.id == sa.bindparam("_id"))
@@ -32,15 +31,17 @@ async def create_stream(
     created_at: Any,
     last_sequence: int,
 ) -> None:
-    await conn.execute(
-        _INSERT_STREAM,
-        {
-            "id": stream_id,
-            "workspace_id": workspace_id,
-            "kind": kind,
-            "last_sequence": last_sequence,
-            "created_at": created_at,
-        },
+    await conn.insert_many(
+        event_streams,
+        [
+            {
+                "id": stream_id,
+                "workspace_id": workspace_id,
+                "kind": kind,
+                "last_sequence": last_sequence,
+                "created_at": created_at,
+            }
+        ],
     )
 
 

@@ -22,7 +22,6 @@ _GET = (
     .where(runs.c.id == sa.bindparam("_id"), runs.c.workspace_id == sa.bindparam("_ws"))
 )
 _GET_FOR_UPDATE = _GET.with_for_update(of=runs)
-_INSERT = sa.insert(runs)
 _EXISTS = sa.select(runs.c.id).where(runs.c.id == sa.bindparam("_id"))
 _STATUS = sa.select(runs.c.status, runs.c.attempt, runs.c.lease_id).where(
     runs.c.id == sa.bindparam("_id")
@@ -33,7 +32,7 @@ _LIST_COLUMNS = [c for c in runs.c if c.name not in ("steps", "input", "output")
 
 
 async def insert(conn: Conn, values: dict[str, Any]) -> None:
-    await conn.execute(_INSERT, values)
+    await conn.insert_many(runs, [values])
 
 
 async def exists(conn: Conn, run_id: str) -> bool:
