@@ -13,6 +13,7 @@ Both kinds of connection are used through the same small :class:`Conn` interface
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
@@ -44,20 +45,20 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class Conn:
+class Conn(ABC):
     """A connection inside a transaction, the same for both databases."""
 
     dialect: Dialect
 
-    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
-        raise NotImplementedError
+    @abstractmethod
+    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]: ...
 
-    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
-        raise NotImplementedError
+    @abstractmethod
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T: ...
 
+    @abstractmethod
     async def insert_many(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
         """Insert rows with the same keys in one batch (straight through the driver on SQLite)."""
-        raise NotImplementedError
 
 
 class _AsyncConn(Conn):
