@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from runyard import __version__
+from runyard.artifacts.router import router as artifacts_router
+from runyard.artifacts.router import runner_router as artifact_uploads_router
 from runyard.container import Services
 from runyard.events.router import router as events_router
 from runyard.http.errors import install_error_handlers
@@ -46,7 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, max_request_bytes=settings.max_request_bytes
+        RequestContextMiddleware,
+        metrics=metrics,
+        max_request_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.artifact_max_bytes,
     )
     install_error_handlers(app)
     for router in (
@@ -54,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events_router,
         runner_router,
         fleet_router,
+        artifacts_router,
+        artifact_uploads_router,
         pipelines_router,
         operations_router,
     ):

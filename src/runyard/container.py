@@ -5,7 +5,9 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from runyard.artifacts.service import ArtifactService
 from runyard.audit.service import AuditService
+from runyard.blobs import BlobStore, blobs_from_url
 from runyard.broker import Broker, broker_from_url
 from runyard.db.engine import Database
 from runyard.db.migrate import upgrade
@@ -39,6 +41,8 @@ class Services:
     tokens: RunnerTokens
     operations: OperationsService
     insights: RunInsights
+    blobs: BlobStore
+    artifacts: ArtifactService
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -59,7 +63,9 @@ class Services:
         runs = RunService(db, broker, events, pipelines, audit, metrics, settings)
         tokens = RunnerTokens(load_secret(settings), timedelta(hours=settings.runner_token_hours))
         runners = RunnerService(db, broker, runs, tokens, settings)
-        operations = OperationsService(db, broker, settings.data_dir, runs, runners, events)
+        blobs = blobs_from_url(settings.blobs_url, settings.data_dir)
+        artifacts = ArtifactService(db, blobs, runs, settings.artifact_max_bytes)
+        operations = OperationsService(db, broker, blobs, runs, runners, events)
         services = cls(
             settings,
             db,
@@ -74,6 +80,8 @@ class Services:
             tokens,
             operations,
             RunInsights(db, events),
+            blobs,
+            artifacts,
         )
         pusher = Pusher(
             runs,
@@ -88,7 +96,12 @@ class Services:
         services._tasks.append(asyncio.create_task(sweep_forever(runs, interval)))
         if settings.worker_enabled:
             worker = EmbeddedWorker(
-                runs, pipelines, broker, settings.data_dir / "work", settings.worker_concurrency
+                runs,
+                pipelines,
+                artifacts,
+                broker,
+                settings.data_dir / "work",
+                settings.worker_concurrency,
             )
             operations.worker_task = asyncio.create_task(worker.run_forever())
             services._tasks.append(operations.worker_task)

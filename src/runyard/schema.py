@@ -1,5 +1,6 @@
 """Every feature's tables on the one :data:`runyard.db.base.metadata` (for Alembic and tests)."""
 
+from runyard.artifacts import tables as _artifacts  # noqa: F401
 from runyard.audit import tables as _audit  # noqa: F401
 from runyard.db.base import metadata
 from runyard.events import tables as _events  # noqa: F401

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
         description="Live fan-out broker: `memory://` (in-process, one server) or "
         "`redis://host:6379/0` (shared by replicas).",
     )
+    blobs_url: str | None = Field(
+        None,
+        description="Artifact storage: `file:///path` (default: `<data_dir>/blobs`).",
+    )
+    artifact_max_bytes: int = Field(
+        100 * 1024 * 1024, ge=1, description="Largest artifact a runner may upload (413 beyond)."
+    )
     host: str = Field("127.0.0.1", description="Address `runyard serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port `runyard serve` binds to.")
     public_url: str | None = Field(

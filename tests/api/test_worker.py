@@ -200,7 +200,9 @@ async def test_a_resumed_run_does_not_execute_completed_steps_again(
     async def execute_attempt() -> asyncio.Task[None]:
         claimed = await services.runs.claim(None, runner_id="rnr_test", executors=["steps"])
         assert claimed is not None
-        work = RunExecution(services.runs, services.pipelines, *claimed, tmp_path / "work")
+        work = RunExecution(
+            services.runs, services.pipelines, services.artifacts, *claimed, tmp_path / "work"
+        )
         return asyncio.create_task(work.execute())
 
     first = await execute_attempt()

@@ -64,6 +64,9 @@ def test_the_runner_walk_through_runs_as_documented(server: str, tmp_path: Path)
     assert run["status"] == "completed" and run["output"] == {"width": 640}
     assert run["attempt"] == 1 and run["runner_id"].startswith("rnr_")
     assert '"cancel_requested":false' in stdout
+    outputs = httpx.get(f"{server}/v1/runs/{run_id}/outputs").json()["data"]
+    assert [(o["path"], o["artifact_type"]) for o in outputs] == [("reports/index.html", "report")]
+    assert "<h1>report</h1>" in stdout
     runners = httpx.get(f"{server}/v1/runners").json()["data"]
     assert [r["name"] for r in runners] == ["worker-1"]
 

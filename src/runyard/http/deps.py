@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from runyard.artifacts.service import ArtifactService
 from runyard.container import Services
 from runyard.context import Caller
 from runyard.events.service import EventService
@@ -87,6 +88,10 @@ async def _runner_auth(request: Request) -> RunnerAuth:
     return RunnerAuth(caller, lease_id or claims.get("lease"))
 
 
+async def _artifacts(request: Request) -> ArtifactService:
+    return _services(request).artifacts
+
+
 async def _runners(request: Request) -> RunnerService:
     return _services(request).runners
 
@@ -110,3 +115,4 @@ EventServiceDep = Annotated[EventService, Depends(_events)]
 PipelineServiceDep = Annotated[PipelineService, Depends(_pipelines)]
 RunnerAuthDep = Annotated[RunnerAuth, Depends(_runner_auth)]
 RunnerServiceDep = Annotated[RunnerService, Depends(_runners)]
+ArtifactServiceDep = Annotated[ArtifactService, Depends(_artifacts)]

@@ -16,10 +16,13 @@ _VALID_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_request_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_request_bytes: int, max_upload_bytes: int
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,13 +55,18 @@ class RequestContextMiddleware:
                 ).observe(time.perf_counter() - started)
             await send(message)
 
-        if declared_length > self.max_request_bytes:
+        limit = (  # artifact uploads stream to the blob store, which enforces their own limit
+            self.max_upload_bytes + 64 * 1024
+            if scope["path"].endswith("/artifacts")
+            else self.max_request_bytes
+        )
+        if declared_length > limit:
             response = problem_response(
                 request_id,
                 status=413,
                 code="payload_too_large",
                 title="Payload too large",
-                detail=f"the request body exceeds {self.max_request_bytes} bytes",
+                detail=f"the request body exceeds {limit} bytes",
             )
             await response(scope, receive, send_with_context)
             return

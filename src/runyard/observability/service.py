@@ -1,10 +1,9 @@
 """Operational views (DESIGN §12): fleet health and the workspace's status."""
 
 import asyncio
-import os
-from pathlib import Path
 from typing import Any
 
+from runyard.blobs import BlobStore
 from runyard.broker import Broker
 from runyard.context import Caller
 from runyard.db.engine import Database
@@ -23,24 +22,19 @@ async def _probe(check: Any) -> str:
     return "ok"
 
 
-async def _writable(path: Path) -> None:
-    if not os.access(path, os.W_OK):
-        raise PermissionError(str(path))
-
-
 class OperationsService:
     def __init__(
         self,
         db: Database,
         broker: Broker,
-        data_dir: Path,
+        blobs: BlobStore,
         runs: RunService,
         runners: RunnerService,
         events: EventService,
     ) -> None:
         self.db = db
         self.broker = broker
-        self.data_dir = data_dir
+        self.blobs = blobs
         self.runs = runs
         self.runners = runners
         self.events = events
@@ -49,7 +43,7 @@ class OperationsService:
     async def dependencies(self) -> dict[str, str]:
         """``ok`` or ``down: <why>`` for the database, the broker and the blob store."""
         database, broker, blobs = await asyncio.gather(
-            _probe(self.db.ping()), _probe(self.broker.ping()), _probe(_writable(self.data_dir))
+            _probe(self.db.ping()), _probe(self.broker.ping()), _probe(self.blobs.ping())
         )
         return {"database": database, "broker": broker, "blobs": blobs}
 

@@ -120,8 +120,9 @@ async def get_run(run_id: str, caller: CallerDep, runs: RunServiceDep) -> Respon
     summary="Delete a run and its events (cancels it first)",
     responses=problem_responses(404),
 )
-async def delete_run(run_id: str, caller: CallerDep, runs: RunServiceDep) -> Response:
-    await runs.delete(caller, run_id)
+async def delete_run(run_id: str, caller: CallerDep, services: ServicesDep) -> Response:
+    await services.runs.delete(caller, run_id)
+    await services.artifacts.purge(run_id)  # blobs cannot join the transaction: after it
     return Response(status_code=204)
 
 

@@ -4,7 +4,7 @@ State changes go through :class:`runyard.runs.core.RunCore`; leases live in
 :mod:`runyard.runs.leasing`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from runyard.clock import isoformat, utcnow
 from runyard.context import Caller
+from runyard.db.engine import Tx
 from runyard.events.service import NewEvent
 from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
@@ -315,6 +316,7 @@ class RunService(RunApprovals):
         *,
         lease_id: str | None = None,
         source: str = "runner",
+        also: Callable[[Tx], Awaitable[None]] | None = None,
     ) -> list[dict[str, Any]]:
         """Append a runner's events atomically; refused once the run has finished."""
         async with self.db.write() as tx:
@@ -334,9 +336,21 @@ class RunService(RunApprovals):
                 raise RunFinished(
                     f"run {run_id} is {status}; it takes no more events", current_status=status
                 )
+            if also is not None:  # a record that belongs with these events (an artifact's)
+                await also(tx)
             return await self.events.write(
                 tx, run_id, first, items, run_id=run_id, source=source, attempt=attempt
             )
+
+    async def ensure_reportable(self, caller: Caller, run_id: str, lease_id: str | None) -> None:
+        """404 for an unknown run, 409 for a stale lease or a finished run."""
+        async with self.db.read() as conn:
+            run = await repo.get(conn, caller.workspace_id, run_id)
+        if run is None:
+            raise RunNotFound(f"run {run_id} not found")
+        check_lease(run, lease_id)
+        if is_terminal(run["status"]):
+            raise RunFinished(f"run {run_id} is {run['status']}", current_status=run["status"])
 
     async def record_step(
         self,

@@ -8,9 +8,11 @@ attempt (after a lost lease); their outputs feed the templates of later steps as
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from runyard.artifacts.service import ArtifactService
 from runyard.context import Caller
 from runyard.events.service import NewEvent
 from runyard.pipelines.service import PipelineService
@@ -34,12 +36,15 @@ class RunExecution:
         self,
         runs: RunService,
         pipelines: PipelineService,
+        artifacts: ArtifactService,
         run: dict[str, Any],
         lease: dict[str, Any],
         work_dir: Path,
     ) -> None:
         self.runs = runs
         self.pipelines = pipelines
+        self.artifacts = artifacts
+        self.collected: dict[str, tuple[int, int]] = {}
         self.run = run
         self.lease_id: str = lease["id"]
         self.heartbeat_seconds = max(0.2, lease["duration_seconds"] / 3)
@@ -185,6 +190,7 @@ class RunExecution:
                     exc if isinstance(exc, StepFailed) else StepFailed("template_error", str(exc))
                 )
             else:
+                await self._collect_outputs()
                 await self._record(name, "completed", output=output)
                 return output
             await self._record(
@@ -212,6 +218,28 @@ class RunExecution:
             return await run_python(options, ctx)
         raise StepFailed("unsupported_step", f"the embedded worker cannot run `{uses}` steps yet")
 
+    async def _collect_outputs(self) -> None:
+        """Files the step wrote to ``$RUNYARD_OUTPUT_DIR`` become artifacts (by their path),
+        new or changed ones only."""
+        root = self.work_dir / "outputs"
+        if not root.is_dir():
+            return
+        for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            relative = file.relative_to(root).as_posix()
+            stat = file.stat()
+            if self.collected.get(relative) == (stat.st_size, stat.st_mtime_ns):
+                continue
+            await self.artifacts.upload(
+                self.caller,
+                self.run["id"],
+                _read_file(file),
+                filename=file.name,
+                artifact_type="output",
+                path=relative,
+                lease_id=self.lease_id,
+            )
+            self.collected[relative] = (stat.st_size, stat.st_mtime_ns)
+
     async def _record(self, name: str, status: str, **details: Any) -> None:
         await self.buffer.flush()  # a step's lines land before its end event
         await self.runs.record_step(
@@ -233,3 +261,9 @@ class RunExecution:
         await self.runs.report(
             self.caller, self.run["id"], RunStatusReport(**body), lease_id=self.lease_id
         )
+
+
+async def _read_file(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := await asyncio.to_thread(handle.read, 256 * 1024):
+            yield chunk

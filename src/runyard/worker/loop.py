@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from runyard.artifacts.service import ArtifactService
 from runyard.broker import Broker, wait_for_executor
 from runyard.pipelines.service import PipelineService
 from runyard.runs.service import RunService, claims_channel
@@ -22,12 +23,14 @@ class EmbeddedWorker:
         self,
         runs: RunService,
         pipelines: PipelineService,
+        artifacts: ArtifactService,
         broker: Broker,
         work_root: Path,
         concurrency: int,
     ) -> None:
         self.runs = runs
         self.pipelines = pipelines
+        self.artifacts = artifacts
         self.broker = broker
         self.work_root = work_root
         self.slots = asyncio.Semaphore(concurrency)
@@ -66,7 +69,10 @@ class EmbeddedWorker:
         work_dir = self.work_root / run["id"]
         work_dir.mkdir(parents=True, exist_ok=True)
         try:
-            await RunExecution(self.runs, self.pipelines, run, lease, work_dir).execute()
+            execution = RunExecution(
+                self.runs, self.pipelines, self.artifacts, run, lease, work_dir
+            )
+            await execution.execute()
         except asyncio.CancelledError:
             raise
         except Exception:
