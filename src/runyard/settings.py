@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     )
     blobs_url: str | None = Field(
         None,
-        description="Artifact storage: `file:///path` (default: `<data_dir>/blobs`).",
+        description="Artifact storage: `file:///path` (default: `<data_dir>/blobs`) or "
+        "`s3://bucket/prefix?endpoint_url=...&region=...` (credentials from the AWS environment).",
     )
     artifact_max_bytes: int = Field(
         100 * 1024 * 1024, ge=1, description="Largest artifact a runner may upload (413 beyond)."

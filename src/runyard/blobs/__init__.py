@@ -1,4 +1,5 @@
-"""Blob stores, chosen by URL scheme: ``file://<dir>`` (default: ``<data_dir>/blobs``)."""
+"""Blob stores, chosen by URL scheme: ``file://<dir>`` (default: ``<data_dir>/blobs``) or
+``s3://bucket/prefix?endpoint_url=...&region=...``."""
 
 from pathlib import Path
 
@@ -12,7 +13,11 @@ def blobs_from_url(url: str | None, data_dir: Path) -> BlobStore:
     scheme, _, rest = url.partition("://")
     if scheme == "file":
         return LocalBlobStore(Path(rest))
-    raise ValueError(f"unsupported blob store URL scheme {scheme!r} (supported: file://)")
+    if scheme == "s3":
+        from runyard.blobs.s3 import S3BlobStore
+
+        return S3BlobStore(url)
+    raise ValueError(f"unsupported blob store URL scheme {scheme!r} (supported: file://, s3://)")
 
 
 __all__ = ["BlobInfo", "BlobStore", "LocalBlobStore", "TooLarge", "blobs_from_url", "check_key"]

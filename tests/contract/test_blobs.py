@@ -1,0 +1,85 @@
+"""One suite for every blob store: local files, and S3 against moto's server on loopback."""
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aioboto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from runyard.blobs import BlobStore, TooLarge, blobs_from_url
+from runyard.problems import InvalidInput
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[BlobStore]:
+    if request.param == "local":
+        yield blobs_from_url(f"file://{tmp_path / 'blobs'}", tmp_path)
+        return
+    endpoint = request.getfixturevalue("s3_endpoint")
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(name, value)
+    bucket = f"runyard-{tmp_path.name.lower().replace('_', '-')[-40:]}"
+    async with aioboto3.Session().client("s3", endpoint_url=endpoint) as s3:
+        await s3.create_bucket(Bucket=bucket)
+    yield blobs_from_url(f"s3://{bucket}/artifacts?endpoint_url={endpoint}", tmp_path)
+
+
+async def stream(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def read_all(store: BlobStore, key: str, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join([chunk async for chunk in store.read(key, start, end)])
+
+
+async def test_put_read_stat_and_ranges(store: BlobStore) -> None:
+    info = await store.put("runs/r1/a.txt", stream(b"hello ", b"world"), max_bytes=100)
+    assert info.size == 11
+    assert info.sha256 == "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+    assert await read_all(store, "runs/r1/a.txt") == b"hello world"
+    assert await read_all(store, "runs/r1/a.txt", 6, 10) == b"world"
+    assert await read_all(store, "runs/r1/a.txt", 6) == b"world"
+    stat = await store.stat("runs/r1/a.txt")
+    assert stat is not None and stat.size == 11
+    assert await store.stat("runs/r1/missing") is None
+    await store.ping()
+
+
+async def test_an_oversize_stream_stores_nothing(store: BlobStore) -> None:
+    with pytest.raises(TooLarge):
+        await store.put("runs/r1/big", stream(b"x" * 60, b"y" * 60), max_bytes=100)
+    assert await store.stat("runs/r1/big") is None
+
+
+async def test_delete_prefix_removes_only_that_prefix(store: BlobStore) -> None:
+    for key in ("runs/r1/a", "runs/r1/deep/b", "runs/r2/c"):
+        await store.put(key, stream(b"x"), max_bytes=10)
+    await store.delete_prefix("runs/r1/")
+    assert await store.stat("runs/r1/a") is None and await store.stat("runs/r1/deep/b") is None
+    assert await store.stat("runs/r2/c") is not None
+
+
+async def test_traversal_is_refused(store: BlobStore) -> None:
+    for key in ("../x", "/abs", "runs/../../etc/passwd", "a//b", ""):
+        with pytest.raises(InvalidInput):
+            await store.put(key, stream(b"x"), max_bytes=10)
