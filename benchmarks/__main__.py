@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
     parser.add_argument("--subscribers", type=int, help="SSE subscribers (default 1000, quick 100)")
     parser.add_argument("--sse-procs", type=int, default=2, choices=(1, 2, 3, 4))
     parser.add_argument("--ingest-clients", type=int, default=4)
+    parser.add_argument(
+        "--runner-procs", type=int, default=4, choices=range(1, 9), help="runner processes"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     args = parser.parse_args(argv)
     only = set(BENCHMARKS)
@@ -66,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
         subscribers=args.subscribers,
         sse_procs=args.sse_procs,
         ingest_clients=args.ingest_clients,
+        runner_procs=args.runner_procs,
     ), args.json
 
 

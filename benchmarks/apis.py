@@ -77,11 +77,12 @@ def _expect(response: Response, accepted: tuple[int, ...], what: str) -> Respons
     return response
 
 
-async def prepare(api: Api, conn: RawConnection) -> None:
-    """Create the benchmark pipeline where the API has pipelines (idempotent)."""
+async def prepare(api: Api, conn: RawConnection, name: str = PIPELINE) -> None:
+    """Create a benchmark pipeline (``worker`` executor) where the API has pipelines
+    (idempotent)."""
     if api.pipelines_path is None:
         return
-    payload = {"name": PIPELINE, "executor": {"type": "worker"}}
+    payload = {"name": name, "executor": {"type": "worker"}}
     response = await conn.request("POST", api.pipelines_path, payload)
     _expect(response, (200, 201, 409), "create pipeline")
 

@@ -1,7 +1,8 @@
 """Orchestration: start each server in turn, run the selected benchmarks, collect numbers.
 
 The bare app is measured first, then Runyard, each on a fresh data directory and port, with
-the same load specs.  A failure inside one benchmark is recorded and the
+the same load specs.  The runner-protocol benchmarks (claim latency, runner throughput) and
+SSE run against Runyard only.  A failure inside one benchmark is recorded and the
 suite moves on; a server that does not start blocks only its own rows.
 """
 
@@ -16,10 +17,10 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import apis, bench_http, bench_sse, servers
+from benchmarks import apis, bench_claim, bench_http, bench_runners, bench_sse, servers
 from benchmarks.loadgen import LoadResult
 
-BENCHMARKS = ("create", "ingest", "get", "sse", "rss")
+BENCHMARKS = ("create", "ingest", "get", "claim", "runners", "sse", "rss")
 LOAD_KEYS = ("create1", "create32", "get32", "ingest", "rss")
 LoadBench = Callable[..., tuple[LoadResult, float]]
 
@@ -40,6 +41,7 @@ class Options:
     sse_procs: int = 2
     ingest_clients: int = 4
     ingest_batch: int = 100
+    runner_procs: int = 4
 
     @property
     def load_seconds(self) -> float:
@@ -58,6 +60,10 @@ class Options:
         return self.subscribers or (100 if self.quick else 1000)
 
     @property
+    def claim_samples(self) -> int:
+        return 50 if self.quick else 300
+
+    @property
     def idle_seconds(self) -> float:
         return 1.0 if self.quick else 5.0
 
@@ -71,6 +77,8 @@ class Measurements:
     rss_fresh: int | None = None
     rss_after: int | None = None
     sse: bench_sse.SseResult | None = None
+    claim: bench_claim.ClaimResult | None = None
+    runners: bench_runners.RunnersResult | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -95,7 +103,7 @@ def _attempt(m: Measurements, key: str, action: Callable[[], None]) -> None:
 
 
 def _measure(
-    pool: Executor, server: servers.Server, api: apis.Api, opts: Options, sse: bool
+    pool: Executor, server: servers.Server, api: apis.Api, opts: Options, is_target: bool
 ) -> Measurements:
     m = Measurements(server.name)
     headers = opts.headers if api is apis.RUNYARD else ()
@@ -120,7 +128,23 @@ def _measure(
         load("get32", bench_http.bench_get, 32)
     if "ingest" in opts.only:
         load("ingest", bench_http.bench_ingest, opts.ingest_clients, opts.ingest_batch)
-    if sse and "sse" in opts.only:
+    if is_target and "claim" in opts.only:
+        _progress(f"{server.name}: claim ({opts.claim_samples} sequential claims)")
+
+        def claim() -> None:
+            m.claim = bench_claim.bench_claim(server, headers, opts.claim_samples)
+
+        _attempt(m, "claim", claim)
+    if is_target and "runners" in opts.only:
+        _progress(f"{server.name}: runners ({opts.runner_procs} runner processes)")
+
+        def runners() -> None:
+            m.runners = bench_runners.bench_runners(
+                server, headers, opts.runner_procs, opts.load_seconds, opts.warmup
+            )
+
+        _attempt(m, "runners", runners)
+    if is_target and "sse" in opts.only:
         _progress(f"{server.name}: sse ({opts.sse_subscribers} subscribers)")
 
         def fan_out() -> None:
@@ -152,12 +176,12 @@ def _with_server(
     port: int,
     api: apis.Api,
     opts: Options,
-    sse: bool,
+    is_target: bool,
 ) -> Measurements:
     _progress(f"starting {name}")
     server = servers.start_server(name, argv, data_dir, opts.host, port)
     try:
-        return _measure(pool, server, api, opts, sse)
+        return _measure(pool, server, api, opts, is_target)
     finally:
         server.stop()
 
@@ -178,7 +202,7 @@ def run_suite(opts: Options) -> SuiteResult:
             argv = servers.bare_argv(opts.host, port, Path(tmp, "bare"), opts.bare_driver)
             try:
                 result.bare = _with_server(
-                    pool, "bare", argv, Path(tmp, "bare"), port, apis.BARE, opts, sse=False
+                    pool, "bare", argv, Path(tmp, "bare"), port, apis.BARE, opts, is_target=False
                 )
             except servers.ServerError as exc:
                 reason = f"bare app did not start: {str(exc).splitlines()[0]}"
@@ -189,7 +213,7 @@ def run_suite(opts: Options) -> SuiteResult:
             argv = servers.runyard_argv(opts.runyard_bin, opts.host, port, data_dir)
             try:
                 result.target = _with_server(
-                    pool, opts.target, argv, data_dir, port, apis.RUNYARD, opts, sse=True
+                    pool, opts.target, argv, data_dir, port, apis.RUNYARD, opts, is_target=True
                 )
             except servers.ServerError as exc:
                 result.blocked = str(exc)

@@ -11,6 +11,7 @@ from benchmarks.bench_sse import SseResult
 from benchmarks.loadgen import LoadResult
 from benchmarks.report import Row, rate, ratio
 from benchmarks.suite import Measurements, Options, SuiteResult
+from benchmarks.summary_runners import claim_rows, runners_rows
 
 MiB = 1024 * 1024
 CLIENT_BOUND = 0.9
@@ -171,8 +172,14 @@ def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
         rows.append(_load_row(label, "ingest", ">= 80% of bare", None, result, True))
     if "get" in opts.only:
         rows.append(_load_row("get run, 32 clients", "get32", ">= 5,000/s", 5000, result, False))
+    target = result.target
+    if "claim" in opts.only:
+        why = _why(target, "claim", result.blocked)
+        rows.extend(claim_rows(target.claim if target else None, opts.claim_samples, why))
+    if "runners" in opts.only:
+        why = _why(target, "runners", result.blocked)
+        rows.extend(runners_rows(target.runners if target else None, opts.runner_procs, why))
     if "sse" in opts.only:
-        target = result.target
         rows.extend(
             _sse_rows(target.sse if target else None, opts, _why(target, "sse", result.blocked))
         )

@@ -5,6 +5,8 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import httpx
+
 from runyard.artifacts.service import ArtifactService
 from runyard.audit.service import AuditService
 from runyard.blobs import BlobStore, blobs_from_url
@@ -22,6 +24,7 @@ from runyard.runners.tokens import RunnerTokens, load_secret
 from runyard.runs.insights import RunInsights
 from runyard.runs.service import RunService
 from runyard.settings import Settings
+from runyard.worker.execution import WorkerTools
 from runyard.worker.loop import EmbeddedWorker
 from runyard.workspaces.service import WorkspaceService
 
@@ -44,6 +47,7 @@ class Services:
     blobs: BlobStore
     artifacts: ArtifactService
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> "Services":
@@ -95,10 +99,18 @@ class Services:
         interval = sweep_interval(settings.lease_seconds)
         services._tasks.append(asyncio.create_task(sweep_forever(runs, interval)))
         if settings.worker_enabled:
+            tools = WorkerTools(
+                artifacts,
+                tokens,
+                httpx.AsyncClient(),
+                settings.resolved_public_url(),
+                settings.push_retry_base_seconds,
+            )
+            services._clients.append(tools.http)
             worker = EmbeddedWorker(
                 runs,
                 pipelines,
-                artifacts,
+                tools,
                 broker,
                 settings.data_dir / "work",
                 settings.worker_concurrency,
@@ -112,5 +124,7 @@ class Services:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for client in self._clients:
+            await client.aclose()
         await self.broker.close()
         await self.db.dispose()

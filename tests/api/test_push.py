@@ -116,3 +116,66 @@ async def test_a_target_that_refuses_the_job_fails_it_at_once(
     failed = await wait_for_status(client, (await make_run(client))["id"], "failed")
     assert failed["error"]["code"] == "trigger_failed" and "HTTP 422" in failed["error"]["message"]
     assert len(receiver.jobs) == 1 and time.monotonic() - started < 5
+
+
+async def wait_for_jobs(receiver: Receiver, count: int) -> None:
+    for _ in range(200):
+        if len(receiver.jobs) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(receiver.jobs)} jobs arrived, not {count}")
+
+
+@pytest.mark.settings(worker_enabled=True)
+async def test_an_http_step_waits_for_the_remote_to_report_it(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await make_pipeline(
+        client,
+        steps=[
+            {"name": "render", "uses": "http", "with": {"url": receiver.url, "quality": "high"}},
+            {
+                "name": "count",
+                "uses": "command",
+                "with": {"run": "echo {{ steps.render.output.pages }}"},
+            },
+        ],
+    )
+    run = await make_run(client, input={"doc": "a.md"})
+    await wait_for_jobs(receiver, 1)
+    job = receiver.jobs[0]
+    assert job["step"] == "render" and job["with"]["quality"] == "high"
+    assert job["input"] == {"doc": "a.md"}
+    await asyncio.sleep(0.5)
+    assert (await client.get(f"/v1/runs/{run['id']}")).json()["status"] == "running"
+    reported = await client.post(
+        f"/v1/runner/runs/{run['id']}/steps/render",
+        json={"status": "completed", "output": {"pages": 3}},
+        headers={"Authorization": f"Bearer {job['runner_token']}"},
+    )
+    assert reported.status_code == 200
+    final = await wait_for_status(client, run["id"], "completed", "failed")
+    assert final["status"] == "completed", final["error"]
+    assert final["output"]["render"] == {"pages": 3}
+    lines = (await client.get(f"/v1/runs/{run['id']}/logs?format=text")).text
+    assert "[stdout] count 3" in lines
+    completed = (await client.get(f"/v1/runs/{run['id']}/events?type=step.completed")).json()
+    assert [e["step"] for e in completed["data"]] == ["render", "count"]
+
+
+@pytest.mark.settings(worker_enabled=True)
+async def test_an_http_step_the_remote_fails_fails_the_run(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await make_pipeline(
+        client, steps=[{"name": "scan", "uses": "http", "with": {"url": receiver.url}}]
+    )
+    run = await make_run(client)
+    await wait_for_jobs(receiver, 1)
+    await client.post(
+        f"/v1/runner/runs/{run['id']}/steps/scan",
+        json={"status": "failed", "error": {"code": "virus_found", "message": "eicar"}},
+        headers={"Authorization": f"Bearer {receiver.jobs[0]['runner_token']}"},
+    )
+    failed = await wait_for_status(client, run["id"], "failed")
+    assert failed["error"] == {"code": "virus_found", "message": "eicar", "step": "scan"}

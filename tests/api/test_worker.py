@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from runyard.container import Services
-from runyard.worker.execution import RunExecution
+from runyard.worker.execution import RunExecution, WorkerTools
 from tests.support import make_pipeline, make_run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -166,7 +166,7 @@ async def test_cancelling_a_running_step_stops_it(client: httpx.AsyncClient) -> 
 
 @pytest.mark.settings(worker_enabled=True)
 async def test_step_kinds_the_worker_cannot_run_fail_honestly(client: httpx.AsyncClient) -> None:
-    await make_pipeline(client, steps=[{"name": "gate", "uses": "http"}])
+    await make_pipeline(client, steps=[{"name": "gate", "uses": "llm"}])
     final = await finished(client, (await make_run(client))["id"])
     assert final["status"] == "failed"
     assert final["error"]["code"] == "unsupported_step" and final["error"]["step"] == "gate"
@@ -200,11 +200,11 @@ async def test_a_resumed_run_does_not_execute_completed_steps_again(
     async def execute_attempt() -> asyncio.Task[None]:
         claimed = await services.runs.claim(None, runner_id="rnr_test", executors=["steps"])
         assert claimed is not None
-        work = RunExecution(
-            services.runs, services.pipelines, services.artifacts, *claimed, tmp_path / "work"
-        )
+        tools = WorkerTools(services.artifacts, services.tokens, http, "http://runyard.test")
+        work = RunExecution(services.runs, services.pipelines, tools, *claimed, tmp_path / "work")
         return asyncio.create_task(work.execute())
 
+    http = httpx.AsyncClient()
     first = await execute_attempt()
     for _ in range(200):
         steps = (await client.get(f"/v1/runs/{run['id']}")).json()["steps"]
@@ -223,5 +223,6 @@ async def test_a_resumed_run_does_not_execute_completed_steps_again(
     assert final["status"] == "completed" and final["attempt"] == 2
     assert counter.read_text() == "x"  # the completed step ran once, across two attempts
     assert final["output"] == {"once": "counted", "hang": "released"}
+    await http.aclose()
     types = [e["type"] for e in await events(client, run["id"])]
     assert types.count("run.retrying") == 1 and types.count("run.completed") == 1

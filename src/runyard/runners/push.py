@@ -108,7 +108,7 @@ class Pusher:
                     "seconds": lease["duration_seconds"],
                 },
             }
-            await self._post(client, executor, job)
+            await deliver(client, executor, job, retry_base_seconds=self.retry_base_seconds)
         except Undeliverable as exc:
             beats.cancel()
             with contextlib.suppress(DomainError):  # the run may have been cancelled meanwhile
@@ -127,32 +127,39 @@ class Pusher:
             with contextlib.suppress(asyncio.CancelledError, DomainError):
                 await beats
 
-    async def _post(
-        self, client: httpx.AsyncClient, executor: dict[str, Any], job: dict[str, Any]
-    ) -> None:
-        url = executor.get("url")
-        if not url:
-            raise Undeliverable("the pipeline's http executor has no url")
-        headers = {str(k): str(v) for k, v in (executor.get("headers") or {}).items()}
-        timeout = float(executor.get("timeout_seconds") or 10)
-        problem = ""
-        for attempt in range(RETRIES + 1):
-            if attempt:
-                await asyncio.sleep(self.retry_base_seconds * 2 ** (attempt - 1))
-            try:
-                response = await client.post(url, json=job, headers=headers, timeout=timeout)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.is_success:
-                return
-            problem = f"HTTP {response.status_code} from {url}"
-            if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                break  # the target refused the job itself; retrying will not change that
-        raise Undeliverable(f"the job could not be delivered to {url}: {problem}")
-
     async def _keep_alive(self, caller: Caller, run_id: str, lease: dict[str, Any]) -> None:
         """Heartbeat while delivering, until the remote takes over."""
         while True:
             await asyncio.sleep(max(0.2, lease["duration_seconds"] / 3))
             await self.runs.heartbeat(caller, run_id, lease["id"])
+
+
+async def deliver(
+    client: httpx.AsyncClient,
+    target: dict[str, Any],
+    job: dict[str, Any],
+    *,
+    retry_base_seconds: float,
+) -> None:
+    """POST ``job`` to ``target["url"]`` (with its ``headers`` and ``timeout_seconds``),
+    retrying 5 times with exponential backoff; a 4xx other than 408/429 stops at once."""
+    url = target.get("url")
+    if not url:
+        raise Undeliverable("no url to deliver the job to")
+    headers = {str(k): str(v) for k, v in (target.get("headers") or {}).items()}
+    timeout = float(target.get("timeout_seconds") or 10)
+    problem = ""
+    for attempt in range(RETRIES + 1):
+        if attempt:
+            await asyncio.sleep(retry_base_seconds * 2 ** (attempt - 1))
+        try:
+            response = await client.post(url, json=job, headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            continue
+        if response.is_success:
+            return
+        problem = f"HTTP {response.status_code} from {url}"
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            break  # the target refused the job itself; retrying will not change that
+    raise Undeliverable(f"the job could not be delivered to {url}: {problem}")

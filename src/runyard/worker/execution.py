@@ -9,14 +9,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from runyard.artifacts.service import ArtifactService
 from runyard.context import Caller
 from runyard.events.service import NewEvent
 from runyard.pipelines.service import PipelineService
 from runyard.problems import DomainError, StaleLease
+from runyard.runners.push import Undeliverable, deliver
+from runyard.runners.tokens import RunnerTokens
 from runyard.runs.schemas import RunStatusReport
 from runyard.runs.service import RunService
 from runyard.worker.buffer import EventBuffer
@@ -25,10 +30,19 @@ from runyard.worker.templates import TemplateFailure, condition, render
 
 log = logging.getLogger(__name__)
 SOURCE = "worker"
+HTTP_STEP_POLL_SECONDS = 0.2
 
 
-class Cancelled(Exception):
-    """The run's cancel was requested (seen on a heartbeat)."""
+@dataclass(frozen=True)
+class WorkerTools:
+    """What steps use beyond the run: artifact storage, and for ``http`` steps a client, the
+    token issuer and the address remote systems call back."""
+
+    artifacts: ArtifactService
+    tokens: RunnerTokens
+    http: httpx.AsyncClient
+    public_url: str
+    retry_base_seconds: float = 1.0
 
 
 class RunExecution:
@@ -36,14 +50,14 @@ class RunExecution:
         self,
         runs: RunService,
         pipelines: PipelineService,
-        artifacts: ArtifactService,
+        tools: WorkerTools,
         run: dict[str, Any],
         lease: dict[str, Any],
         work_dir: Path,
     ) -> None:
         self.runs = runs
         self.pipelines = pipelines
-        self.artifacts = artifacts
+        self.tools = tools
         self.collected: dict[str, tuple[int, int]] = {}
         self.run = run
         self.lease_id: str = lease["id"]
@@ -191,11 +205,13 @@ class RunExecution:
                 )
             else:
                 await self._collect_outputs()
-                await self._record(name, "completed", output=output)
+                if step["uses"] != "http":  # an http step's remote recorded its own outcome
+                    await self._record(name, "completed", output=output)
                 return output
-            await self._record(
-                name, "failed", error={"code": failure.code, "message": failure.message}
-            )
+            if not failure.recorded:
+                await self._record(
+                    name, "failed", error={"code": failure.code, "message": failure.message}
+                )
             if attempt == retries:
                 raise failure
         raise AssertionError("unreachable")  # pragma: no cover
@@ -216,7 +232,49 @@ class RunExecution:
             return await run_command(options, ctx, self.work_dir)
         if uses == "python":
             return await run_python(options, ctx)
+        if uses == "http":
+            return await self._http_step(name, options, attempt)
         raise StepFailed("unsupported_step", f"the embedded worker cannot run `{uses}` steps yet")
+
+    async def _http_step(self, name: str, options: dict[str, Any], attempt: int) -> Any:
+        """Deliver a job for this step to ``with.url``, then wait for the remote system to
+        report the step (``POST .../steps/{name}``) with the token it was given."""
+        token, _ = self.tools.tokens.issue(
+            run_id=self.run["id"],
+            workspace_id=self.run["workspace_id"],
+            attempt=self.run["attempt"],
+            lease_id=self.lease_id,
+        )
+        job = {
+            "run_id": self.run["id"],
+            "step": name,
+            "attempt": attempt,
+            "callback_url": f"{self.tools.public_url}/v1/runner/runs/{self.run['id']}",
+            "runner_token": token,
+            "input": self.run["input"],
+            "with": options,
+        }
+        try:
+            await deliver(
+                self.tools.http, options, job, retry_base_seconds=self.tools.retry_base_seconds
+            )
+        except Undeliverable as exc:
+            raise StepFailed("trigger_failed", str(exc)) from exc
+        while True:  # bounded by the step's (or the run's) timeout around this call
+            await asyncio.sleep(HTTP_STEP_POLL_SECONDS)
+            run = await self.runs.get(self.caller, self.run["id"])
+            step = next((s for s in run["steps"] if s["name"] == name), None)
+            if step is None or step["status"] == "running":
+                continue
+            if step["status"] == "completed":
+                return step["output"]
+            error = step.get("error") or {}
+            failure = StepFailed(
+                str(error.get("code") or "step_failed"),
+                str(error.get("message") or "the remote step failed"),
+            )
+            failure.recorded = True
+            raise failure
 
     async def _collect_outputs(self) -> None:
         """Files the step wrote to ``$RUNYARD_OUTPUT_DIR`` become artifacts (by their path),
@@ -229,7 +287,7 @@ class RunExecution:
             stat = file.stat()
             if self.collected.get(relative) == (stat.st_size, stat.st_mtime_ns):
                 continue
-            await self.artifacts.upload(
+            await self.tools.artifacts.upload(
                 self.caller,
                 self.run["id"],
                 _read_file(file),

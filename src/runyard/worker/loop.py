@@ -6,11 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from runyard.artifacts.service import ArtifactService
 from runyard.broker import Broker, wait_for_executor
 from runyard.pipelines.service import PipelineService
 from runyard.runs.service import RunService, claims_channel
-from runyard.worker.execution import RunExecution
+from runyard.worker.execution import RunExecution, WorkerTools
 
 log = logging.getLogger(__name__)
 RUNNER_ID = "rnr_embedded"
@@ -23,14 +22,14 @@ class EmbeddedWorker:
         self,
         runs: RunService,
         pipelines: PipelineService,
-        artifacts: ArtifactService,
+        tools: WorkerTools,
         broker: Broker,
         work_root: Path,
         concurrency: int,
     ) -> None:
         self.runs = runs
         self.pipelines = pipelines
-        self.artifacts = artifacts
+        self.tools = tools
         self.broker = broker
         self.work_root = work_root
         self.slots = asyncio.Semaphore(concurrency)
@@ -69,9 +68,7 @@ class EmbeddedWorker:
         work_dir = self.work_root / run["id"]
         work_dir.mkdir(parents=True, exist_ok=True)
         try:
-            execution = RunExecution(
-                self.runs, self.pipelines, self.artifacts, run, lease, work_dir
-            )
+            execution = RunExecution(self.runs, self.pipelines, self.tools, run, lease, work_dir)
             await execution.execute()
         except asyncio.CancelledError:
             raise

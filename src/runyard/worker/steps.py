@@ -23,6 +23,7 @@ class StepFailed(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.recorded = False  # True when the step's outcome is already on the run
 
 
 @dataclass
