@@ -23,6 +23,8 @@ from runyard.runners.tokens import RunnerTokens
 from runyard.runs.service import RunService, claims_channel
 from runyard.settings import Settings
 
+#: how often a busy runner's ``last_seen_at`` is written
+SEEN_WRITE_SECONDS = 2.0
 #: what pull runners take; ``http`` runs are pushed by the server (runners/push.py)
 PULLED_EXECUTORS = ("steps", "worker")
 
@@ -41,9 +43,26 @@ class RunnerService:
         self.runs = runs
         self.tokens = tokens
         self.settings = settings
+        self._seen: dict[tuple[str, str], tuple[str, float, tuple[Any, ...]]] = {}
 
     async def register(self, caller: Caller, spec: RunnerSpec) -> str:
-        """The runner's id, recording it (by name, per workspace) as seen now."""
+        """The runner's id, recording it (by name, per workspace) as seen now.
+
+        A runner claims many times a second when busy; its record is rewritten at most once
+        per :data:`SEEN_WRITE_SECONDS` (or when its labels or version change), which is far
+        finer than the lease-long silence that makes it ``offline``.
+        """
+        remembered = self._seen.get((caller.workspace_id, spec.name))
+        fingerprint = (tuple(spec.labels), spec.version)
+        if remembered is not None:
+            runner_id, written_at, known = remembered
+            if known == fingerprint and time.monotonic() - written_at < SEEN_WRITE_SECONDS:
+                return runner_id
+        runner_id = await self._write_registration(caller, spec)
+        self._seen[(caller.workspace_id, spec.name)] = (runner_id, time.monotonic(), fingerprint)
+        return runner_id
+
+    async def _write_registration(self, caller: Caller, spec: RunnerSpec) -> str:
         now = utcnow()
         values = {"labels": spec.labels, "version": spec.version, "last_seen_at": now}
         for _ in range(2):  # a concurrent first registration of the same name wins the insert
