@@ -28,3 +28,7 @@ async def wait_for_release(ctx: Any, input: dict[str, Any]) -> str:
 
 def explode(ctx: Any, input: dict[str, Any]) -> None:
     raise ValueError("no such region")
+
+
+def fake_end(ctx: Any, input: dict[str, Any]) -> None:
+    ctx.event("run.completed", {"status": "completed"})

@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from runyard.artifacts.service import ArtifactService
 from runyard.http.body import read_limited
 from runyard.http.deps import ArtifactServiceDep, CallerDep, RunnerAuth, RunnerAuthDep
-from runyard.http.errors import problem_responses
+from runyard.http.errors import problem_response, problem_responses, request_id_of
 from runyard.http.responses import json_response
 from runyard.problems import BadRequest, InvalidInput
 
@@ -161,18 +161,11 @@ def _download(artifacts: ArtifactService, artifact: dict[str, Any], request: Req
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     start, end, status = 0, size - 1, 200
-    requested = request.headers.get("range")
-    if requested:
-        match = _RANGE.match(requested.strip())
-        if match is None or match.groups() == ("", ""):
-            return _unsatisfiable(size)
-        first, last = match.groups()
-        if first:
-            start, end = int(first), min(int(last), size - 1) if last else size - 1
-        else:  # a suffix: the last N bytes
-            start = max(0, size - int(last))
-        if start > end or start >= size:
-            return _unsatisfiable(size)
+    requested = _parse_range(request.headers.get("range"), size)
+    if isinstance(requested, str):
+        return _unsatisfiable(request, size)
+    if requested is not None:  # a single satisfiable range; anything else is ignored (RFC 9110)
+        start, end = requested
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(max(0, end - start + 1))
@@ -189,5 +182,34 @@ async def _empty() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover
 
 
-def _unsatisfiable(size: int) -> Response:
-    return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """One ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` range; None when there is none or it is
+    not one we serve (then the whole content is sent), "unsatisfiable" past the end."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+        if last and int(last) < start:
+            return None
+    else:  # a suffix: the last N bytes
+        if int(last) == 0:
+            return "unsatisfiable"
+        start, end = max(0, size - int(last)), size - 1
+    if start >= size:
+        return "unsatisfiable"
+    return start, end
+
+
+def _unsatisfiable(request: Request, size: int) -> Response:
+    return problem_response(
+        request_id_of(request),
+        status=416,
+        code="range_not_satisfiable",
+        title="Range not satisfiable",
+        detail=f"the content is {size} bytes long",
+        headers={"Content-Range": f"bytes */{size}"},
+    )

@@ -67,8 +67,10 @@ class ArtifactService:
     ) -> dict[str, Any]:
         await self.runs.ensure_reportable(caller, run_id, lease_id)
         artifact_id = new_id("art")
-        relative = check_key(path) if path else f"{artifact_id}/{check_key(filename)}"
-        key = run_prefix(run_id) + relative
+        # every artifact gets a key of its own, so a later file at the same path never
+        # changes the bytes behind an earlier artifact's ETag
+        relative = check_key(path) if path else check_key(filename)
+        key = f"{run_prefix(run_id)}{artifact_id}/{relative}"
         try:
             info = await self.blobs.put(key, chunks, max_bytes=self.max_bytes)
         except TooLarge as exc:

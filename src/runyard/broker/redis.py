@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from runyard.broker.base import Subscription
 
@@ -78,8 +79,12 @@ class RedisBroker:
         while True:  # ends when close() cancels it; idles in 1 s socket reads
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-            except (ConnectionError, OSError):
+            except (RedisError, OSError):
                 log.warning("redis pub/sub connection lost; subscribers recover from the database")
+                for subscriptions in self._local.values():
+                    for subscription in subscriptions:
+                        subscription.overflowed = True  # they may have missed messages
+                        subscription._ready.set()
                 await asyncio.sleep(0.5)
                 continue
             if message is None:

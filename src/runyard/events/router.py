@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from runyard.container import Services
+from runyard.context import Caller
 from runyard.events.schemas import EventPage
 from runyard.events.service import EventService, dumps_line
 from runyard.events.streaming import StreamReader
@@ -14,7 +15,7 @@ from runyard.http.deps import CallerDep, RunServiceDep, ServicesDep
 from runyard.http.errors import problem_responses
 from runyard.http.responses import json_response
 from runyard.http.sse import EventSourceResponse
-from runyard.problems import InvalidInput
+from runyard.problems import InvalidInput, RunNotFound
 
 router = APIRouter(prefix="/v1/runs", tags=["events"])
 
@@ -33,8 +34,20 @@ def wants_event_stream(request: Request) -> bool:
 
 
 def sse_response(
-    services: Services, run: dict[str, Any], *, after: int, headers: dict[str, str] | None = None
+    services: Services,
+    caller: Caller,
+    run: dict[str, Any],
+    *,
+    after: int,
+    headers: dict[str, str] | None = None,
 ) -> EventSourceResponse:
+    async def run_status() -> str | None:
+        try:
+            current: str = (await services.runs.get(caller, run["id"]))["status"]
+        except RunNotFound:
+            return None
+        return current
+
     reader = StreamReader(
         events=services.events,
         broker=services.broker,
@@ -43,6 +56,7 @@ def sse_response(
         stream_id=run["id"],
         after=after,
         ends_with_run=True,
+        run_status=run_status,
     )
     return EventSourceResponse(reader.frames(), headers=headers)
 
@@ -91,7 +105,7 @@ async def run_events(
     run = await runs.get(caller, run_id)
     after = _resume_point(request, after_sequence)
     if stream or wants_event_stream(request):
-        return sse_response(services, run, after=after)
+        return sse_response(services, caller, run, after=after)
     if format == "ndjson" or NDJSON in request.headers.get("accept", ""):
         return StreamingResponse(
             _ndjson(services.events, run_id, after=after, types=type, limit=limit),

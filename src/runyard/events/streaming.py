@@ -12,7 +12,7 @@ Broker messages carry ready-made SSE frames for a contiguous range of sequences:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from runyard.events.schemas import envelope_frame
@@ -66,6 +66,7 @@ class StreamReader:
         stream_id: str,
         after: int,
         ends_with_run: bool,
+        run_status: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self.events = events
         self.broker = broker
@@ -74,6 +75,7 @@ class StreamReader:
         self.stream_id = stream_id
         self.last = after
         self.ends_with_run = ends_with_run
+        self.run_status = run_status
         self.ended = False
 
     async def frames(self) -> AsyncIterator[bytes]:
@@ -84,6 +86,8 @@ class StreamReader:
         try:
             yield retry_hint(self.settings.sse_retry_ms)
             async for chunk in self._from_database():
+                yield chunk
+            async for chunk in self._end_if_finished():
                 yield chunk
             resyncs = 0
             window = self.settings.sse_batch_window_ms / 1000
@@ -100,6 +104,8 @@ class StreamReader:
                         yield frame("stream.reset", {"resume_after": self.last})
                         return
                     async for chunk in self._from_database():
+                        yield chunk
+                    async for chunk in self._end_if_finished():
                         yield chunk
                     continue
                 chunk = await self._from_messages(messages)
@@ -126,6 +132,20 @@ class StreamReader:
                 yield b"".join(chunks)
             if not has_more:
                 return
+
+    async def _end_if_finished(self) -> AsyncIterator[bytes]:
+        """End a stream whose run is over although its terminal event was not sent here: the
+        client resumed after it, or the run was deleted while this reader was catching up."""
+        if self.ended or self.run_status is None:
+            return
+        status = await self.run_status()
+        if status is not None and status not in TERMINAL_RUN_EVENTS.values():
+            return
+        async for chunk in self._from_database():  # whatever committed in the meantime first
+            yield chunk
+        if not self.ended:
+            self.ended = True
+            yield frame("stream.end", {"status": status or "deleted", "last_sequence": self.last})
 
     async def _from_messages(self, messages: list[bytes]) -> bytes:
         out: list[bytes] = []

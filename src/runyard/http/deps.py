@@ -85,7 +85,10 @@ async def _runner_auth(request: Request) -> RunnerAuth:
         request_id=request.scope.get("state", {}).get("request_id"),
         role="runner",
     )
-    return RunnerAuth(caller, lease_id or claims.get("lease"))
+    token_lease = claims.get("lease")
+    if lease_id is not None and token_lease is not None and lease_id != token_lease:
+        raise Forbidden("X-Runyard-Lease names another lease than this runner token's")
+    return RunnerAuth(caller, token_lease or lease_id)
 
 
 async def _artifacts(request: Request) -> ArtifactService:

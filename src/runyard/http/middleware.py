@@ -42,8 +42,12 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         response_started = False
 
+        cut_off = False  # the body went past the limit and the 413 has been sent
+
         async def send_with_context(message: Message) -> None:
             nonlocal response_started
+            if cut_off and message.get("type", "").startswith("http.response"):
+                return  # the app answers a request we already refused
             if message["type"] == "http.response.start":
                 response_started = True
                 MutableHeaders(scope=message).append("x-request-id", request_id)
@@ -55,12 +59,7 @@ class RequestContextMiddleware:
                 ).observe(time.perf_counter() - started)
             await send(message)
 
-        limit = (  # artifact uploads stream to the blob store, which enforces their own limit
-            self.max_upload_bytes + 64 * 1024
-            if scope["path"].endswith("/artifacts")
-            else self.max_request_bytes
-        )
-        if declared_length > limit:
+        async def too_large(limit: int) -> None:
             response = problem_response(
                 request_id,
                 status=413,
@@ -69,10 +68,35 @@ class RequestContextMiddleware:
                 detail=f"the request body exceeds {limit} bytes",
             )
             await response(scope, receive, send_with_context)
+
+        limit = (  # artifact uploads stream to the blob store, which enforces their own limit
+            self.max_upload_bytes + 64 * 1024
+            if scope["path"].endswith("/artifacts")
+            else self.max_request_bytes
+        )
+        if declared_length > limit:
+            await too_large(limit)
             return
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            # a body without Content-Length (chunked) is counted as it arrives; past the limit
+            # the client gets its 413 here and the app sees the request end
+            nonlocal received, cut_off
+            message = await receive()
+            if message["type"] == "http.request" and not cut_off:
+                received += len(message.get("body", b""))
+                if received > limit and not response_started:
+                    await too_large(limit)
+                    cut_off = True
+                    return {"type": "http.disconnect"}
+            return message
+
         try:
-            await self.app(scope, receive, send_with_context)
+            await self.app(scope, receive_within_limit, send_with_context)
         except Exception:
+            if cut_off:
+                return  # the app stumbled over the body it was refused; the 413 is sent
             log.exception("unhandled error (request %s)", request_id)
             if response_started:
                 raise

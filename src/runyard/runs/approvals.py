@@ -12,7 +12,8 @@ from typing import Any, Literal
 from runyard.clock import isoformat, parse, utcnow
 from runyard.context import Caller
 from runyard.db.engine import Tx
-from runyard.problems import Forbidden
+from runyard.events.service import NewEvent
+from runyard.problems import Forbidden, InvalidTransition
 from runyard.runs import repo
 from runyard.runs.core import check_lease
 from runyard.runs.leasing import RunLeases
@@ -86,12 +87,18 @@ class RunApprovals(RunLeases):
         *,
         outcome: OnExpire | None = None,
     ) -> None:
-        target = {"approved": S.QUEUED, "rejected": S.REJECTED}.get(decision)
         if decision == "expired":
             target = {"approve": S.QUEUED, "reject": S.REJECTED, "fail": S.FAILED}[
                 outcome or "reject"
             ]
-        assert target is not None
+        else:
+            target = S.QUEUED if decision == "approved" else S.REJECTED
+        if run["status"] != S.BLOCKED:
+            raise InvalidTransition(
+                f"run {run['id']} is {run['status']}, not waiting at a gate",
+                current_status=run["status"],
+                target_status=target.value,
+            )
         approval = dict(run["approval"] or {})
         if (
             decision == "approved"
@@ -113,25 +120,11 @@ class RunApprovals(RunLeases):
                 "step": approval.get("step"),
                 "message": "the approval gate expired",
             }
-        event = {"approved": "run.approved", "rejected": "run.rejected"}
-        before = []
-        if target is S.QUEUED:
-            from runyard.events.service import NewEvent
-
-            before = [
-                NewEvent(
-                    event["approved"],
-                    {"actor": caller.actor, "comment": comment, "decision": decision},
-                )
-            ]
-        await self._transition(
-            tx,
-            run,
-            target,
-            before=before,
-            data={"actor": caller.actor, "comment": comment, "decision": decision},
-            **values,
-        )
+        decided = {"actor": caller.actor, "comment": comment, "decision": decision}
+        # approval resumes the run: run.approved, then its run.queued; run.rejected is itself
+        # the entry event of `rejected`
+        before = [NewEvent("run.approved", decided)] if target is S.QUEUED else []
+        await self._transition(tx, run, target, before=before, data=decided, **values)
         await self.audit.record(
             tx,
             caller,

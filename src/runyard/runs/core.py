@@ -58,11 +58,12 @@ class RunCore:
         data: dict[str, Any] | None = None,
         before: Sequence[NewEvent] = (),
         lease_end: str | None = None,
+        only_from: frozenset[RunStatus] | None = None,
         **values: Any,
     ) -> None:
         """Move ``run`` to ``target`` (checked), persist it and emit the entry event."""
         previous = run["status"]
-        check_transition(run["id"], previous, target)
+        check_transition(run["id"], previous, target, only_from)
         now = utcnow()
         values.update(status=target.value, updated_at=now)
         if run["lease_id"] and target not in (S.RUNNING, S.CANCELLING):

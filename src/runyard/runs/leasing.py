@@ -40,31 +40,38 @@ class RunLeases(RunCore):
             run_id, run_workspace = found
             caller = Caller(workspace_id=run_workspace, actor=runner_id)
             run = await self._locked(tx, caller, run_id)
-            now = utcnow()
-            seconds = await self._lease_seconds(tx, caller, run)
-            lease = {
-                "id": new_id("lse"),
-                "run_id": run_id,
-                "runner_id": runner_id,
-                "attempt": run["attempt"] + 1,
-                "duration_seconds": seconds,
-                "granted_at": now,
-                "expires_at": now + timedelta(seconds=seconds),
-                "ended_at": None,
-                "end_reason": None,
-            }
-            await repo.insert_lease(tx.conn, lease)
-            await self._transition(
-                tx,
-                run,
-                S.RUNNING,
-                data={"runner_id": runner_id, "lease_id": lease["id"]},
-                attempt=lease["attempt"],
-                runner_id=runner_id,
-                lease_id=lease["id"],
-                lease_expires_at=lease["expires_at"],
-            )
+            lease = await self._grant_lease(tx, caller, run, runner_id)
         return run_resource(run), lease
+
+    async def _grant_lease(
+        self, tx: Tx, caller: Caller, run: dict[str, Any], runner_id: str | None
+    ) -> dict[str, Any]:
+        """Move a queued run to ``running`` under a new lease (attempt + 1)."""
+        now = utcnow()
+        seconds = await self._lease_seconds(tx, caller, run)
+        lease = {
+            "id": new_id("lse"),
+            "run_id": run["id"],
+            "runner_id": runner_id,
+            "attempt": run["attempt"] + 1,
+            "duration_seconds": seconds,
+            "granted_at": now,
+            "expires_at": now + timedelta(seconds=seconds),
+            "ended_at": None,
+            "end_reason": None,
+        }
+        await repo.insert_lease(tx.conn, lease)
+        await self._transition(
+            tx,
+            run,
+            S.RUNNING,
+            data={"runner_id": runner_id, "lease_id": lease["id"]},
+            attempt=lease["attempt"],
+            runner_id=runner_id,
+            lease_id=lease["id"],
+            lease_expires_at=lease["expires_at"],
+        )
+        return lease
 
     async def heartbeat(
         self, caller: Caller, run_id: str, lease_id: str

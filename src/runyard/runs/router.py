@@ -70,7 +70,7 @@ async def create_run(
     run = await runs.create(caller, body)
     location = {"Location": f"/v1/runs/{run['id']}"}
     if body.stream or wants_event_stream(request):
-        return sse_response(services, run, after=0, headers=location)
+        return sse_response(services, caller, run, after=0, headers=location)
     return json_response(run, 201, headers=location)
 
 

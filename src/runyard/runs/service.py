@@ -205,7 +205,7 @@ class RunService(RunApprovals):
     async def start(self, caller: Caller, run_id: str) -> dict[str, Any]:
         async with self.db.write() as tx:
             run = await self._locked(tx, caller, run_id)
-            await self._transition(tx, run, S.QUEUED)
+            await self._transition(tx, run, S.QUEUED, only_from=frozenset({S.PENDING}))
             await self.audit.record(tx, caller, "run.start", "run", run_id)
         return run_resource(run)
 
@@ -289,9 +289,19 @@ class RunService(RunApprovals):
                         },
                     )
             target = S(body.status) if body.status else None
-            if target is not None and not (target is S.RUNNING and run["status"] == S.RUNNING):
-                if target is S.RUNNING:
-                    values["attempt"] = run["attempt"] + 1
+            if target is S.RUNNING and run["status"] != S.RUNNING:
+                # a runner that starts a run without claiming it (open mode) still gets a
+                # lease, so a runner that then goes silent is handled by the lease rules
+                await self._grant_lease(tx, caller, run, None)
+                if values:
+                    run.update(values)
+                    await repo.update(tx.conn, run_id, values)
+                if progress_event is not None:
+                    await self._emit(tx, run, [progress_event])
+                await self.audit.record(
+                    tx, caller, "run.report", "run", run_id, {"status": "running"}
+                )
+            elif target is not None and target is not S.RUNNING:
                 if target is S.FAILED:
                     values["error"] = _error(
                         body.error, values.get("current_step") or run["current_step"]

@@ -46,9 +46,17 @@ ENTRY_EVENT: dict[RunStatus, str] = {
 }
 
 
-def check_transition(run_id: str, current: str, target: RunStatus) -> None:
-    """Raise 409 ``invalid_transition`` unless ``current → target`` is in the table."""
-    if target not in TRANSITIONS[RunStatus(current)]:
+def check_transition(
+    run_id: str,
+    current: str,
+    target: RunStatus,
+    only_from: frozenset[RunStatus] | None = None,
+) -> None:
+    """Raise 409 ``invalid_transition`` unless ``current → target`` is in the table (and, for
+    operations that mean one edge only — start, approve — ``current`` is in ``only_from``)."""
+    if target not in TRANSITIONS[RunStatus(current)] or (
+        only_from is not None and RunStatus(current) not in only_from
+    ):
         raise InvalidTransition(
             f"run {run_id} cannot go from {current} to {target.value}",
             current_status=current,

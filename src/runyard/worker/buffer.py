@@ -6,9 +6,12 @@ they are written in batches every 50 ms, so a chatty command costs a few appends
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
 from runyard.events.service import NewEvent
+
+log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.05
 MAX_BATCH = 500
@@ -20,6 +23,7 @@ class EventBuffer:
         self._pending: list[NewEvent] = []
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()
         self._task = self._loop.create_task(self._run())
 
     def put(self, event: NewEvent) -> None:
@@ -39,12 +43,17 @@ class EventBuffer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the run's lease is gone or the database blinked: drop it
+                log.exception("dropping a batch of step events")
 
     async def flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            await self._write(batch)
+        """Write what is pending; one writer at a time, so batches keep their order."""
+        async with self._writing:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._write(batch)
 
     async def close(self) -> None:
         self._task.cancel()

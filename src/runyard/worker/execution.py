@@ -107,9 +107,12 @@ class RunExecution:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
                 _, cancel = await self.runs.heartbeat(self.caller, self.run["id"], self.lease_id)
-            except StaleLease:
+            except DomainError:  # the lease is gone (stale, run deleted): stop working on it
                 work.cancel()
                 return
+            except Exception:  # e.g. the database blinked: try again at the next beat
+                log.exception("run %s: heartbeat failed", self.run["id"])
+                continue
             if cancel and not self.cancel_requested:
                 self.cancel_requested = True
                 work.cancel()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runyard.events.schemas import EVENT_TYPE_PATTERN, RESERVED_PREFIXES
 from runyard.events.service import NewEvent
 from runyard.worker.buffer import EventBuffer
 
@@ -42,6 +43,10 @@ class StepContext:
         self.event("log", {"level": level, "message": message})
 
     def event(self, type: str, data: dict[str, Any] | None = None) -> None:
+        if not EVENT_TYPE_PATTERN.match(type) or len(type) > 64:
+            raise ValueError(f"event type {type!r} is not dotted lowercase")
+        if type.startswith(RESERVED_PREFIXES):
+            raise ValueError(f"event type {type!r} is reserved for the server")
         self.buffer.put(NewEvent(type, data or {}, step=self.step))
 
     def metric(self, name: str, value: float) -> None:
