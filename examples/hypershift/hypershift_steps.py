@@ -5,6 +5,7 @@ into the run's event stream. They are deliberately small and deterministic: the 
 shape of the pipeline (plan → build → vet → approve → operate → cost), not real deploys.
 """
 
+import itertools
 from typing import Any
 
 FORBIDDEN = ("drop database", "disable auth", "rm -rf /")
@@ -14,7 +15,7 @@ def architect(ctx: Any, input: dict[str, Any]) -> dict[str, Any]:
     intent = input["user_intent"]
     words = intent["description"].lower().split()
     # "Deploy the checkout service" → checkout; else the last longer word
-    named = [before for before, word in zip(words, words[1:]) if word == "service"]
+    named = [before for before, word in itertools.pairwise(words) if word == "service"]
     service = named[0] if named else next((w for w in reversed(words) if len(w) > 3), "app")
     ctx.log(f"planning {service} for {intent.get('target', 'staging')}")
     return {"service": service, "replicas": 3 if intent.get("target") == "production" else 1}
