@@ -123,3 +123,13 @@ async def wait_for_status(
             return run
         await asyncio.sleep(0.05)
     raise AssertionError(f"run {run_id} is {run.get('status')}, not one of {statuses}")
+
+
+async def frames_of(chunks: AsyncIterator[bytes]) -> list[Frame]:
+    """Every frame in a stream of SSE bytes (a :class:`StreamReader`'s, read directly)."""
+
+    class Source:
+        def aiter_bytes(self) -> AsyncIterator[bytes]:
+            return chunks
+
+    return [frame async for frame in SSEReader(Source()).frames()]  # type: ignore[arg-type]

@@ -8,4 +8,3 @@ class Caller:
     workspace_id: str
     actor: str
     request_id: str | None = None
-    role: str = "admin"

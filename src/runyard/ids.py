@@ -8,10 +8,7 @@ sort in minting order.
 """
 
 import os
-import re
 import time
-
-RUN_ID_PATTERN = re.compile(r"^run_[0-9A-Za-z]{10,40}$")
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters

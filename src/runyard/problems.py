@@ -10,8 +10,7 @@ including FastAPI's validation and routing errors, with :func:`problem_body`.
     ├── NotFound (404)              ── RunNotFound, PipelineNotFound
     ├── Conflict (409)              ── InvalidTransition, RunExists, PipelineExists, StaleLease,
     │                                  RunFinished
-    ├── PayloadTooLarge (413)
-    └── Unavailable (503)
+    └── PayloadTooLarge (413)
 """
 
 from typing import Any, ClassVar
@@ -120,12 +119,6 @@ class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"
     title = "Payload too large"
-
-
-class Unavailable(DomainError):
-    status = 503
-    code = "unavailable"
-    title = "Service unavailable"
 
 
 def problem_body(

@@ -11,8 +11,8 @@ from runyard.container import Services
 from runyard.events.service import NewEvent
 from runyard.events.streaming import StreamReader
 from tests.support import (
-    SSEReader,
     assert_problem,
+    frames_of,
     make_pipeline,
     make_run,
     read_until_end,
@@ -85,12 +85,7 @@ async def test_a_lagging_stream_of_a_deleted_run_ends(
             )
     assert (await client.delete(f"/v1/runs/{run_id}")).status_code == 204
 
-    class Chunks:
-        async def aiter_bytes(self):  # type: ignore[no-untyped-def]
-            async for chunk in chunks:
-                yield chunk
-
-    frames = [f async for f in SSEReader(Chunks()).frames()]  # type: ignore[arg-type]
+    frames = await frames_of(chunks)
     assert frames[-1].event == "stream.end" and frames[-1].data["status"] == "deleted"
 
 

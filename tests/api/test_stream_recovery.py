@@ -4,8 +4,6 @@ These drive :class:`StreamReader` directly against the app's real database and b
 moments of overflow and gaps are deterministic rather than left to socket timing.
 """
 
-from typing import Any
-
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -14,20 +12,9 @@ from runyard.container import Services
 from runyard.events.schemas import envelope_frame
 from runyard.events.service import NewEvent
 from runyard.events.streaming import StreamReader, pack
-from tests.support import SSEReader, make_pipeline, make_run
+from tests.support import frames_of, make_pipeline, make_run
 
 pytestmark = pytest.mark.anyio
-
-
-class _Chunks:
-    """Adapts a frame generator to what :class:`SSEReader` reads."""
-
-    def __init__(self, chunks: Any) -> None:
-        self.chunks = chunks
-
-    async def aiter_bytes(self) -> Any:
-        async for chunk in self.chunks:
-            yield chunk
 
 
 async def _append(services: Services, run_id: str, count: int) -> None:
@@ -69,7 +56,7 @@ async def test_an_overflowing_subscriber_catches_up_from_the_database(
         await _append(services, run_id, 3)
     await client.post(f"/v1/runner/runs/{run_id}/status", json={"status": "running"})
     await client.post(f"/v1/runner/runs/{run_id}/status", json={"status": "completed"})
-    frames = [f async for f in SSEReader(_Chunks(chunks)).frames()]  # type: ignore[arg-type]
+    frames = await frames_of(chunks)
     assert [f.id for f in frames if f.id] == list(range(3, 35))
     assert frames[-1].event == "stream.end"
 
@@ -86,7 +73,7 @@ async def test_a_subscriber_that_cannot_keep_up_gets_stream_reset(
     await anext(chunks)
     for _ in range(3):
         await _append(services, run_id, 1)
-    frames = [f async for f in SSEReader(_Chunks(chunks)).frames()]  # type: ignore[arg-type]
+    frames = await frames_of(chunks)
     assert [(f.event, f.data, f.id) for f in frames] == [
         ("stream.reset", {"resume_after": 2}, None)
     ]

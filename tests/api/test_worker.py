@@ -11,19 +11,13 @@ from fastapi import FastAPI
 
 from runyard.container import Services
 from runyard.worker.execution import RunExecution, WorkerTools
-from tests.support import make_pipeline, make_run
+from tests.support import make_pipeline, make_run, wait_for_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 
-async def finished(client: httpx.AsyncClient, run_id: str, seconds: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        run = (await client.get(f"/v1/runs/{run_id}")).json()
-        if run["status"] in ("completed", "failed", "cancelled", "rejected"):
-            return dict(run)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} still {run['status']}")
+async def finished(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    return await wait_for_status(client, run_id, "completed", "failed", "cancelled", "rejected")
 
 
 async def events(client: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:

@@ -22,7 +22,6 @@ class Subscription:
         self.overflowed = False
         self._buffer: deque[bytes] = deque()
         self._ready = asyncio.Event()
-        self.closed = False
 
     def feed(self, message: bytes) -> None:
         if len(self._buffer) >= self.maxsize:

@@ -19,7 +19,6 @@ class MemoryBroker:
         return subscription
 
     async def unsubscribe(self, subscription: Subscription) -> None:
-        subscription.closed = True
         subscribers = self._channels.get(subscription.channel)
         if subscribers is not None:
             subscribers.discard(subscription)
@@ -31,6 +30,3 @@ class MemoryBroker:
 
     async def close(self) -> None:
         self._channels.clear()
-
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._channels.values())

@@ -50,7 +50,6 @@ class RedisBroker:
         return subscription
 
     async def unsubscribe(self, subscription: Subscription) -> None:
-        subscription.closed = True
         async with self._lock:
             local = self._local.get(subscription.channel)
             if local is None:

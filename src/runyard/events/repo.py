@@ -17,9 +17,6 @@ _RESERVE = (
     .returning(event_streams.c.last_sequence)
 )
 _RESERVE_IN_WORKSPACE = _RESERVE.where(event_streams.c.workspace_id == sa.bindparam("_ws"))
-_LAST_SEQUENCE = sa.select(event_streams.c.last_sequence).where(
-    event_streams.c.id == sa.bindparam("_id")
-)
 
 
 async def create_stream(
@@ -65,12 +62,6 @@ async def reserve(
 
 async def insert(conn: Conn, rows: Sequence[dict[str, Any]]) -> None:
     await conn.insert_many(events, rows)
-
-
-async def last_sequence(conn: Conn, stream_id: str) -> int | None:
-    result = await conn.execute(_LAST_SEQUENCE, {"_id": stream_id})
-    last: int | None = result.scalar_one_or_none()
-    return last
 
 
 def _type_filter(types: Sequence[str]) -> sa.ColumnElement[bool]:

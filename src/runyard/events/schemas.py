@@ -15,7 +15,6 @@ MAX_TYPE_LENGTH = 64
 MAX_DATA_BYTES = 256 * 1024
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 4 * 1024 * 1024
-SOURCES = ("server", "worker", "runner", "client")
 
 
 class EventIn(BaseModel):

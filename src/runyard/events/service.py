@@ -13,7 +13,7 @@ import orjson
 
 from runyard.broker import Broker
 from runyard.clock import isoformat, utcnow
-from runyard.db.engine import Conn, Database, Tx
+from runyard.db.engine import Database, Tx
 from runyard.events import repo
 from runyard.events.schemas import envelope, envelope_frame
 from runyard.events.streaming import channel, pack
@@ -137,9 +137,6 @@ class EventService:
 
     async def delete_stream(self, tx: Tx, stream_id: str) -> None:
         await repo.delete_stream(tx.conn, stream_id)
-
-    async def last_sequence(self, conn: Conn, stream_id: str) -> int:
-        return await repo.last_sequence(conn, stream_id) or 0
 
     async def page(
         self,

@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 from runyard.artifacts.service import ArtifactService
 from runyard.container import Services
 from runyard.context import Caller
-from runyard.events.service import EventService
 from runyard.pipelines.service import PipelineService
 from runyard.problems import Forbidden, InvalidInput, NotFound, Unauthorized
 from runyard.runners.service import RunnerService
@@ -83,7 +82,6 @@ async def _runner_auth(request: Request) -> RunnerAuth:
         workspace_id=str(claims.get("ws", DEFAULT_WORKSPACE)),
         actor=f"runner:{claims['sub']}",
         request_id=request.scope.get("state", {}).get("request_id"),
-        role="runner",
     )
     token_lease = claims.get("lease")
     if lease_id is not None and token_lease is not None and lease_id != token_lease:
@@ -103,10 +101,6 @@ async def _runs(request: Request) -> RunService:
     return _services(request).runs
 
 
-async def _events(request: Request) -> EventService:
-    return _services(request).events
-
-
 async def _pipelines(request: Request) -> PipelineService:
     return _services(request).pipelines
 
@@ -114,7 +108,6 @@ async def _pipelines(request: Request) -> PipelineService:
 ServicesDep = Annotated[Services, Depends(_services_dep)]
 CallerDep = Annotated[Caller, Depends(_caller)]
 RunServiceDep = Annotated[RunService, Depends(_runs)]
-EventServiceDep = Annotated[EventService, Depends(_events)]
 PipelineServiceDep = Annotated[PipelineService, Depends(_pipelines)]
 RunnerAuthDep = Annotated[RunnerAuth, Depends(_runner_auth)]
 RunnerServiceDep = Annotated[RunnerService, Depends(_runners)]
