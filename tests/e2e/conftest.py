@@ -21,9 +21,12 @@ def cli_env() -> dict[str, str]:
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """`runyard serve` on its embedded defaults and a free port; yields its base URL.
-    The embedded worker is off unless the test is marked ``with_worker``."""
+    The embedded worker is off unless the test is marked ``with_worker``; a
+    ``server_env(NAME=value)`` marker adds environment variables."""
     port = free_port()
     worker = [] if request.node.get_closest_marker("with_worker") else ["--no-worker"]
+    extra = request.node.get_closest_marker("server_env")
+    env = {**cli_env(), **(extra.kwargs if extra is not None else {})}
     log = tmp_path / "serve.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -38,7 +41,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
                 str(tmp_path / "data"),
                 *worker,
             ],
-            env=cli_env(),
+            env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
         )

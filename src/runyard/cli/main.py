@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from runyard.cli.worker import worker
 from runyard.settings import Settings
 
 app = typer.Typer(
@@ -14,6 +15,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
+app.command("worker")(worker)
 
 
 def _is_loopback(host: str) -> bool:

@@ -37,6 +37,7 @@ class LeaseOut(BaseModel):
     id: str
     attempt: int
     expires_at: str
+    duration_seconds: int = Field(description="Heartbeat at least every third of this.")
 
 
 class ClaimResponse(BaseModel):

@@ -133,6 +133,7 @@ class RunnerService:
                 "id": lease["id"],
                 "attempt": lease["attempt"],
                 "expires_at": isoformat(lease["expires_at"]),
+                "duration_seconds": lease["duration_seconds"],
             },
             "token": token,
         }
