@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -24,12 +25,24 @@ def _script(base: str, doc: str = "events.md") -> str:
     return "set -euo pipefail\n" + script.replace("curl -s ", "curl -sf ")
 
 
+def _write_files(doc: str, cwd: Path) -> None:
+    """The doc's Python files: ``python`` blocks whose first line is ``# <name>.py``."""
+    for block in re.findall(r"```python\n(.*?)```", (DOCS / doc).read_text(), flags=re.S):
+        first = block.splitlines()[0]
+        if re.fullmatch(r"# \w+\.py", first):
+            (cwd / first.removeprefix("# ")).write_text(block)
+
+
 def run_doc(server: str, doc: str, cwd: Path) -> tuple[str, str]:
-    """Run a doc's walk-through; its output and the run id it left in ``$RUN``."""
+    """Run a doc's walk-through; its output and the run id it left in ``$RUN``.
+    ``runyard`` on the PATH is this environment's."""
+    _write_files(doc, cwd)
+    env = cli_env()
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     result = subprocess.run(
         ["bash", "-c", _script(server, doc) + '\nprintf "\\nRUN=%s\\n" "$RUN"'],
         cwd=cwd,
-        env=cli_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -67,8 +80,12 @@ def test_the_runner_walk_through_runs_as_documented(server: str, tmp_path: Path)
     outputs = httpx.get(f"{server}/v1/runs/{run_id}/outputs").json()["data"]
     assert [(o["path"], o["artifact_type"]) for o in outputs] == [("reports/index.html", "report")]
     assert "<h1>report</h1>" in stdout
+    assert "Hello, Ada!" in stdout  # the SDK section: `runyard worker` ran greet.py's handler
+    greet = httpx.get(f"{server}/v1/runs", params={"pipeline": "greet"}).json()["data"]
+    assert [(r["status"], r["progress"]) for r in greet] == [("completed", 1.0)]
     runners = httpx.get(f"{server}/v1/runners").json()["data"]
-    assert [r["name"] for r in runners] == ["worker-1"]
+    assert sorted(r["name"] for r in runners)[-1] == "worker-1"
+    assert len(runners) == 2
 
 
 @pytest.mark.with_worker
