@@ -9,10 +9,23 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from runyard.settings import Settings
 from tests.support import assert_problem, make_pipeline, make_run, wait_for_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 BODY = b"0123456789" * 100
+
+
+@pytest.fixture(params=["local", "s3"])
+def blobs_url(request: pytest.FixtureRequest) -> str | None:
+    """Local files (the default), or a bucket on moto's S3 server."""
+    return None if request.param == "local" else str(request.getfixturevalue("s3_bucket_url"))
+
+
+@pytest.fixture
+def settings(settings: Settings, blobs_url: str | None) -> Settings:
+    """Every artifact test on each database and each blob store."""
+    return settings.model_copy(update={"blobs_url": blobs_url})
 
 
 async def claimed_run(client: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, str]]:

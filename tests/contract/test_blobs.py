@@ -1,46 +1,22 @@
 """One suite for every blob store: local files, and S3 against moto's server on loopback."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aioboto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from runyard.blobs import BlobStore, TooLarge, blobs_from_url
 from runyard.problems import InvalidInput
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture(params=["local", "s3"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[BlobStore]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
     if request.param == "local":
         yield blobs_from_url(f"file://{tmp_path / 'blobs'}", tmp_path)
         return
-    endpoint = request.getfixturevalue("s3_endpoint")
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        monkeypatch.setenv(name, value)
-    bucket = f"runyard-{tmp_path.name.lower().replace('_', '-')[-40:]}"
-    async with aioboto3.Session().client("s3", endpoint_url=endpoint) as s3:
-        await s3.create_bucket(Bucket=bucket)
-    yield blobs_from_url(f"s3://{bucket}/artifacts?endpoint_url={endpoint}", tmp_path)
+    yield blobs_from_url(request.getfixturevalue("s3_bucket_url"), tmp_path)
 
 
 async def stream(*parts: bytes) -> AsyncIterator[bytes]:
