@@ -1,6 +1,7 @@
 """The runner protocol (DESIGN §8) on both databases: claims, leases, fencing, tokens."""
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -218,3 +219,21 @@ async def test_runners_record_steps_on_the_run(client: httpx.AsyncClient) -> Non
     )
     types = await types_of(client, run["id"])
     assert types[-2:] == ["step.started", "step.completed"]
+
+
+async def test_a_claimer_that_hung_up_takes_no_run(live: httpx.AsyncClient) -> None:
+    """A runner that stops while its claim waits (a restart, a deploy) must not be leased the
+    next run: that run would sit out a lease and lose an attempt."""
+    await make_pipeline(live)
+    waiting = asyncio.create_task(live.post("/v1/runner/claim", json={"wait_seconds": 10}))
+    await asyncio.sleep(0.3)  # the claim is waiting on the server
+    waiting.cancel()  # httpx closes the connection
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await asyncio.sleep(0.1)
+    run = await make_run(live)
+    await asyncio.sleep(0.5)  # the hung-up claimer was woken by the new run
+    after = (await live.get(f"/v1/runs/{run['id']}")).json()
+    assert (after["status"], after["attempt"]) == ("queued", 0)
+    taken = (await live.post("/v1/runner/claim", json={})).json()
+    assert taken["run"]["id"] == run["id"] and taken["lease"]["attempt"] == 1

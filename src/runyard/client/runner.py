@@ -72,7 +72,6 @@ class Runner:
         self.concurrency = concurrency
         self.wait_seconds = wait_seconds
         self.handlers: dict[str, Registered] = {}
-        self.completed = 0
 
     def pipeline(self, name: str, *, gate: str = "before") -> Any:
         """Register an async handler for runs of the ``worker`` pipeline ``name``.

@@ -1,5 +1,6 @@
 """Pipelines: versioned definitions of how a run executes, and run-input validation."""
 
+import copy
 from functools import lru_cache
 from typing import Any
 
@@ -11,12 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from runyard.audit.service import AuditService
 from runyard.clock import isoformat, utcnow
 from runyard.context import Caller
-from runyard.db.engine import Database, Tx
+from runyard.db.engine import Conn, Database, Tx
 from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
 from runyard.pipelines import repo
 from runyard.pipelines.schemas import PipelineCreate, PipelineUpdate, spec_of
 from runyard.problems import InvalidInput, PipelineExists, PipelineNotFound
+
+SPEC_CACHE_SIZE = 4096
 
 
 def pipeline_resource(row: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +73,7 @@ class PipelineService:
     def __init__(self, db: Database, audit: AuditService) -> None:
         self.db = db
         self.audit = audit
+        self._specs: dict[tuple[str, int], dict[str, Any]] = {}
 
     async def create(self, caller: Caller, body: PipelineCreate) -> dict[str, Any]:
         _check_schema(body.input_schema)
@@ -117,9 +121,25 @@ class PipelineService:
     async def version_spec(self, pipeline_id: str, version: int) -> dict[str, Any]:
         """The definition a run was created with (versions are immutable)."""
         async with self.db.read() as conn:
-            spec = await repo.version_spec(conn, pipeline_id, version)
+            spec = await self.cached_spec(conn, pipeline_id, version)
         if spec is None:
             raise PipelineNotFound(f"pipeline {pipeline_id} version {version} not found")
+        return copy.deepcopy(spec)
+
+    async def cached_spec(
+        self, conn: Conn, pipeline_id: str, version: int
+    ) -> dict[str, Any] | None:
+        """A version's definition (shared: do not change it), remembered: a version never
+        changes and ids are never reused, so the cache needs no invalidation, only a bound."""
+        key = (pipeline_id, version)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = await repo.version_spec(conn, pipeline_id, version)
+            if spec is None:
+                return None
+            if len(self._specs) >= SPEC_CACHE_SIZE:
+                self._specs.clear()
+            self._specs[key] = spec
         return spec
 
     async def list_page(self, caller: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:

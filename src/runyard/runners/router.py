@@ -130,8 +130,10 @@ def parse_events(raw: bytes) -> list[NewEvent]:
     summary="Claim a queued run (long-poll up to wait_seconds; 204 when none)",
     responses={**problem_responses(400, 404), 204: {"description": "No run to claim"}},
 )
-async def claim(body: ClaimRequest, caller: CallerDep, runners: RunnerServiceDep) -> Response:
-    claimed = await runners.claim(caller, body)
+async def claim(
+    body: ClaimRequest, request: Request, caller: CallerDep, runners: RunnerServiceDep
+) -> Response:
+    claimed = await runners.claim(caller, body, gone=request.is_disconnected)
     if claimed is None:
         return Response(status_code=204)
     return json_response(claimed)

@@ -5,6 +5,7 @@ out the token that fences its callbacks.
 """
 
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from runyard.settings import Settings
 
 #: how often a busy runner's ``last_seen_at`` is written
 SEEN_WRITE_SECONDS = 2.0
+HANGUP_CHECK_SECONDS = 1.0
 #: what pull runners take; ``http`` runs are pushed by the server (runners/push.py)
 PULLED_EXECUTORS = ("steps", "worker")
 
@@ -94,11 +96,19 @@ class RunnerService:
                 return runner_id
         raise RuntimeError("runner registration raced twice")  # pragma: no cover
 
-    async def claim(self, caller: Caller, body: ClaimRequest) -> dict[str, Any] | None:
+    async def claim(
+        self,
+        caller: Caller,
+        body: ClaimRequest,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> dict[str, Any] | None:
         """A run for this runner, waiting up to ``wait_seconds`` for one to be queued.
 
         The runner subscribes to its workspace's queue wake-ups *before* looking, so a run
-        queued between a look and the wait still wakes it; there is no polling loop.
+        queued between a look and the wait still wakes it; there is no polling loop. A
+        claimer that hung up (``gone``) takes nothing: a run leased to a closed connection
+        would sit out its lease and lose an attempt. Waiting claimers check that after every
+        wake-up and at least every :data:`HANGUP_CHECK_SECONDS`.
         """
         runner_id = await self.register(caller, body.runner)
         subscription = await self.broker.subscribe(claims_channel(caller.workspace_id), 16)
@@ -116,8 +126,10 @@ class RunnerService:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                await subscription.wait(remaining)
+                await subscription.wait(min(remaining, HANGUP_CHECK_SECONDS))
                 subscription.drain()
+                if gone is not None and await gone():
+                    return None
         finally:
             await self.broker.unsubscribe(subscription)
         run, lease = claimed

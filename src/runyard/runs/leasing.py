@@ -10,7 +10,6 @@ from runyard.db.engine import Tx
 from runyard.events.service import NewEvent
 from runyard.ids import new_id
 from runyard.problems import (
-    PipelineNotFound,
     RunNotFound,
     StaleLease,
 )
@@ -34,12 +33,10 @@ class RunLeases(RunCore):
         """Lease the oldest queued run matching the filters to a runner: ``(run, lease)`` or
         None. A ``workspace_id`` of None claims from every workspace (the embedded worker)."""
         async with self.db.write() as tx:
-            found = await repo.next_queued(tx.conn, workspace_id, pipelines, executors)
-            if found is None:
+            run = await repo.next_queued(tx.conn, workspace_id, pipelines, executors)
+            if run is None:
                 return None
-            run_id, run_workspace = found
-            caller = Caller(workspace_id=run_workspace, actor=runner_id)
-            run = await self._locked(tx, caller, run_id)
+            caller = Caller(workspace_id=run["workspace_id"], actor=runner_id)
             lease = await self._grant_lease(tx, caller, run, runner_id)
         return run_resource(run), lease
 
@@ -48,7 +45,7 @@ class RunLeases(RunCore):
     ) -> dict[str, Any]:
         """Move a queued run to ``running`` under a new lease (attempt + 1)."""
         now = utcnow()
-        seconds = await self._lease_seconds(tx, caller, run)
+        seconds = await self._lease_seconds(tx, run)
         lease = {
             "id": new_id("lse"),
             "run_id": run["id"],
@@ -161,11 +158,9 @@ class RunLeases(RunCore):
             tx, caller, "run.lease_expired", "run", run["id"], {"status": run["status"]}
         )
 
-    async def _lease_seconds(self, tx: Tx, caller: Caller, run: dict[str, Any]) -> int:
-        try:
-            pipeline = await self.pipelines.resolve(
-                tx, caller, name=None, pipeline_id=run["pipeline_id"]
-            )
-        except PipelineNotFound:
-            return self.settings.lease_seconds
-        return int(pipeline["spec"].get("lease_seconds") or self.settings.lease_seconds)
+    async def _lease_seconds(self, tx: Tx, run: dict[str, Any]) -> int:
+        """The lease of the pipeline version the run was created with, else the default."""
+        spec = await self.pipelines.cached_spec(
+            tx.conn, run["pipeline_id"], run["pipeline_version"]
+        )
+        return int((spec or {}).get("lease_seconds") or self.settings.lease_seconds)

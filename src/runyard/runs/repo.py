@@ -4,6 +4,7 @@ Reads join the run's event stream for ``last_sequence`` — the one place where 
 events table, because a second query per run (or per list item) would cost every read.
 """
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -66,25 +67,39 @@ _LEASE_DURATION = sa.select(leases.c.duration_seconds).where(leases.c.id == sa.b
 _ACTIVE = ("running", "cancelling")
 
 
+@functools.cache
+def _next_queued_statement(by_workspace: bool, by_pipeline: bool, by_executor: bool) -> Any:
+    query = (
+        sa.select(runs, event_streams.c.last_sequence)
+        .outerjoin(event_streams, event_streams.c.id == runs.c.id)
+        .where(runs.c.status == "queued")
+    )
+    if by_workspace:
+        query = query.where(runs.c.workspace_id == sa.bindparam("_ws"))
+    if by_pipeline:
+        query = query.where(runs.c.pipeline.in_(sa.bindparam("_pipelines", expanding=True)))
+    if by_executor:
+        query = query.where(runs.c.executor.in_(sa.bindparam("_executors", expanding=True)))
+    return (
+        query.order_by(runs.c.queued_at, runs.c.id)
+        .limit(1)
+        .with_for_update(of=runs, skip_locked=True)
+    )
+
+
 async def next_queued(
     conn: Conn,
     workspace_id: str | None,
     pipelines: Sequence[str] = (),
     executors: Sequence[str] = (),
-) -> tuple[str, str] | None:
-    """(id, workspace) of the oldest queued run matching the filters (a workspace of None:
-    any), locked for this claimer: concurrent claimers on PostgreSQL skip it
-    (``SKIP LOCKED``); SQLite serialises writers."""
-    query = sa.select(runs.c.id, runs.c.workspace_id).where(runs.c.status == "queued")
-    if workspace_id is not None:
-        query = query.where(runs.c.workspace_id == workspace_id)
-    if pipelines:
-        query = query.where(runs.c.pipeline.in_(pipelines))
-    if executors:
-        query = query.where(runs.c.executor.in_(executors))
-    query = query.order_by(runs.c.queued_at, runs.c.id).limit(1).with_for_update(skip_locked=True)
-    row = (await conn.execute(query)).first()
-    return (str(row.id), str(row.workspace_id)) if row is not None else None
+) -> dict[str, Any] | None:
+    """The oldest queued run matching the filters (a workspace of None: any), locked for
+    this claimer: concurrent claimers on PostgreSQL skip it (``SKIP LOCKED``); SQLite
+    serialises writers."""
+    query = _next_queued_statement(workspace_id is not None, bool(pipelines), bool(executors))
+    params = {"_ws": workspace_id, "_pipelines": list(pipelines), "_executors": list(executors)}
+    row = (await conn.execute(query, params)).first()
+    return dict(row._mapping) if row is not None else None
 
 
 async def expired(conn: Conn, now: datetime, limit: int) -> list[tuple[str, str]]:
