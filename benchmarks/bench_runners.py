@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,7 @@ async def _sample_depth(window: tuple[float, float], claimed: Any, out: RunnersR
 async def _produce(
     server: Server,
     headers: Headers,
+    pipeline: str,
     start: float,
     window: tuple[float, float],
     depth: int,
@@ -115,7 +117,7 @@ async def _produce(
     out: RunnersResult,
 ) -> None:
     conns = [RawConnection(server.host, server.port, headers) for _ in range(feeders)]
-    body = json_body({"pipeline": PIPELINE, "input": {"n": 1}})
+    body = json_body({"pipeline": pipeline, "input": {"n": 1}})
     raw = conns[0].encode("POST", apis.RUNYARD.create_path, body)
     await asyncio.sleep(max(0.0, start - time.monotonic()))
     try:
@@ -128,10 +130,10 @@ async def _produce(
         await asyncio.gather(*(c.close() for c in conns))
 
 
-async def _setup(server: Server, headers: Headers) -> None:
+async def _setup(server: Server, headers: Headers, pipeline: str) -> None:
     conn = RawConnection(server.host, server.port, headers)
     try:
-        await apis.prepare(apis.RUNYARD, conn, PIPELINE)
+        await apis.prepare(apis.RUNYARD, conn, pipeline)
     finally:
         await conn.close()
 
@@ -145,22 +147,25 @@ def bench_runners(
     depth: int = 50,
     feeders: int = 2,
     wait_seconds: float = 1.0,
+    process: Callable[..., None] = runner_process,
+    pipeline: str = PIPELINE,
 ) -> RunnersResult:
-    """Run the runner-throughput benchmark against a running server (see module docstring)."""
+    """Run the runner-throughput benchmark against a running server (see module docstring).
+    ``process`` is the runner processes' entry (the raw protocol loop, or the SDK's)."""
     out = RunnersResult(runners=procs, seconds=duration)
-    asyncio.run(_setup(server, headers))
+    asyncio.run(_setup(server, headers, pipeline))
     ctx = multiprocessing.get_context("spawn")
     queue: Any = ctx.Queue()
     go, start_at, claimed = ctx.Event(), ctx.Value("d", 0.0), ctx.Value("q", 0)
     children = [
         ctx.Process(
-            target=runner_process,
+            target=process,
             args=(
                 RunnerSpec(
                     server.host,
                     server.port,
                     headers,
-                    PIPELINE,
+                    pipeline,
                     f"bench-runner-{i}",
                     wait_seconds,
                     warmup,
@@ -188,7 +193,9 @@ def bench_runners(
         go.set()
         window = (start + warmup, start + warmup + duration)
         cpu0, own0, wall0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
-        asyncio.run(_produce(server, headers, start, window, depth, feeders, claimed, out))
+        asyncio.run(
+            _produce(server, headers, pipeline, start, window, depth, feeders, claimed, out)
+        )
         for _ in range(procs):
             kind, value = queue.get(timeout=wait_seconds + 60)
             if kind != "result":

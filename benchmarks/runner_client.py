@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -151,7 +152,19 @@ async def _run(spec: RunnerSpec, start: float, claimed: Any) -> RunnerStats:
 
 
 def runner_process(spec: RunnerSpec, go: Any, start: Any, claimed: Any, out: Any) -> None:
-    """Process entry: report ready, wait (at most 60 s) for ``go``, run, report the stats.
+    """Process entry of the raw protocol runner (see :func:`serve_process`)."""
+    serve_process(_run, spec, go, start, claimed, out)
+
+
+def serve_process(
+    run: Callable[[RunnerSpec, float, Any], Awaitable[RunnerStats]],
+    spec: RunnerSpec,
+    go: Any,
+    start: Any,
+    claimed: Any,
+    out: Any,
+) -> None:
+    """Report ready, wait (at most 60 s) for ``go``, ``run``, report the stats.
 
     ``go`` is a ``multiprocessing.Event``, ``start`` a shared double (monotonic start time,
     set before ``go``), ``claimed`` a shared counter of claimed runs, ``out`` a queue.
@@ -167,7 +180,7 @@ def runner_process(spec: RunnerSpec, go: Any, start: Any, claimed: Any, out: Any
         out.put(("error", f"{spec.name}: no start signal within 60 s"))
         return
     try:
-        stats = asyncio.run(_run(spec, float(start.value), claimed))
+        stats = asyncio.run(run(spec, float(start.value), claimed))
     except Exception as exc:  # report instead of dying silently
         out.put(("error", f"{spec.name}: {type(exc).__name__}: {exc}"))
         return

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from benchmarks import apis, bench_claim, bench_http, bench_runners, bench_sse, servers
 from benchmarks.loadgen import LoadResult
+from benchmarks.sdk_runner import sdk_runner_process
 
-BENCHMARKS = ("create", "ingest", "get", "claim", "runners", "sse", "rss")
+BENCHMARKS = ("create", "ingest", "get", "claim", "runners", "sdk", "sse", "rss")
 LOAD_KEYS = ("create1", "create32", "get32", "ingest", "rss")
 LoadBench = Callable[..., tuple[LoadResult, float]]
 
@@ -79,6 +80,7 @@ class Measurements:
     sse: bench_sse.SseResult | None = None
     claim: bench_claim.ClaimResult | None = None
     runners: bench_runners.RunnersResult | None = None
+    sdk_runners: bench_runners.RunnersResult | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -144,6 +146,21 @@ def _measure(
             )
 
         _attempt(m, "runners", runners)
+    if is_target and "sdk" in opts.only:
+        _progress(f"{server.name}: sdk ({opts.runner_procs} SDK runner processes)")
+
+        def sdk_runners() -> None:
+            m.sdk_runners = bench_runners.bench_runners(
+                server,
+                headers,
+                opts.runner_procs,
+                opts.load_seconds,
+                opts.warmup,
+                process=sdk_runner_process,
+                pipeline="bench-sdk-runners",
+            )
+
+        _attempt(m, "sdk", sdk_runners)
     if is_target and "sse" in opts.only:
         _progress(f"{server.name}: sse ({opts.sse_subscribers} subscribers)")
 

@@ -179,6 +179,10 @@ def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
     if "runners" in opts.only:
         why = _why(target, "runners", result.blocked)
         rows.extend(runners_rows(target.runners if target else None, opts.runner_procs, why))
+    if "sdk" in opts.only:
+        why = _why(target, "sdk", result.blocked)
+        sdk = target.sdk_runners if target else None
+        rows.extend(runners_rows(sdk, opts.runner_procs, why, sdk=True))
     if "sse" in opts.only:
         rows.extend(
             _sse_rows(target.sse if target else None, opts, _why(target, "sse", result.blocked))
