@@ -150,6 +150,28 @@ async def test_a_lost_lease_requeues_the_run_and_fences_the_old_runner(
 
 
 @pytest.mark.settings(lease_seconds=1)
+async def test_callbacks_keep_the_lease_alive_like_heartbeats(client: httpx.AsyncClient) -> None:
+    """DESIGN §15: a remote that reports but never heartbeats keeps its lease."""
+    await make_pipeline(client)
+    run = await make_run(client)
+    claimed = (await claim(client)).json()
+    url, auth = f"/v1/runner/runs/{run['id']}", bearer(claimed["token"])
+    for i in range(8):  # 2.4 s of callbacks: more than two leases' worth, no heartbeat
+        await asyncio.sleep(0.3)
+        if i % 3 == 0:
+            reply = await client.post(f"{url}/status", json={"progress": i / 10}, headers=auth)
+        elif i % 3 == 1:
+            reply = await client.post(f"{url}/steps/work", json={"status": "running"}, headers=auth)
+        else:
+            reply = await client.post(f"{url}/events", json={"type": "log"}, headers=auth)
+        assert reply.status_code == 200, reply.text
+    alive = (await client.get(f"/v1/runs/{run['id']}")).json()
+    assert (alive["status"], alive["attempt"]) == ("running", 1)
+    failed = await wait_for_status(client, run["id"], "failed")  # silence: the lease expires
+    assert failed["error"]["code"] == "lease_expired"
+
+
+@pytest.mark.settings(lease_seconds=1)
 async def test_a_lost_lease_on_the_last_attempt_fails_the_run(client: httpx.AsyncClient) -> None:
     await make_pipeline(client)
     run = await make_run(client)

@@ -6,7 +6,7 @@ from typing import Any
 
 from runyard.clock import utcnow
 from runyard.context import Caller
-from runyard.db.engine import Tx
+from runyard.db.engine import Conn, Tx
 from runyard.events.service import NewEvent
 from runyard.ids import new_id
 from runyard.problems import (
@@ -45,7 +45,7 @@ class RunLeases(RunCore):
     ) -> dict[str, Any]:
         """Move a queued run to ``running`` under a new lease (attempt + 1)."""
         now = utcnow()
-        seconds = await self._lease_seconds(tx, run)
+        seconds = await self._lease_seconds(tx.conn, run)
         lease = {
             "id": new_id("lse"),
             "run_id": run["id"],
@@ -86,6 +86,31 @@ class RunLeases(RunCore):
             await repo.update_lease(tx.conn, lease_id, {"expires_at": expires_at})
             run["lease_expires_at"] = expires_at
         return run, run["status"] == S.CANCELLING
+
+    async def renew_lease(self, caller: Caller, run_id: str, lease_id: str) -> None:
+        """Renew a lease a callback showed alive, if it still holds the run (DESIGN §15)."""
+        async with self.db.write() as tx:
+            run = await self._locked(tx, caller, run_id)
+            if run["lease_id"] == lease_id:
+                await self._renew_if_due(tx, run)
+
+    async def _renew_if_due(self, tx: Tx, run: dict[str, Any]) -> None:
+        """Callbacks keep a lease alive like heartbeats; to spare the hot paths a write each,
+        the lease is renewed only once a third of it has passed (the heartbeat rhythm)."""
+        if run["lease_id"] is None or not await self._renewal_due(tx.conn, run):
+            return
+        seconds = await self._lease_seconds(tx.conn, run)
+        expires_at = utcnow() + timedelta(seconds=seconds)
+        await repo.update(tx.conn, run["id"], {"lease_expires_at": expires_at})
+        await repo.update_lease(tx.conn, run["lease_id"], {"expires_at": expires_at})
+        run["lease_expires_at"] = expires_at
+
+    async def _renewal_due(self, conn: Conn, run: dict[str, Any]) -> bool:
+        expires_at = run["lease_expires_at"]
+        if expires_at is None:
+            return False
+        seconds = await self._lease_seconds(conn, run)
+        return bool((expires_at - utcnow()).total_seconds() < seconds * 2 / 3)
 
     async def expire_leases(self, limit: int = 200) -> int:
         """The sweeper's pass: re-queue or fail runs whose lease expired, and end cancels whose
@@ -158,9 +183,7 @@ class RunLeases(RunCore):
             tx, caller, "run.lease_expired", "run", run["id"], {"status": run["status"]}
         )
 
-    async def _lease_seconds(self, tx: Tx, run: dict[str, Any]) -> int:
+    async def _lease_seconds(self, conn: Conn, run: dict[str, Any]) -> int:
         """The lease of the pipeline version the run was created with, else the default."""
-        spec = await self.pipelines.cached_spec(
-            tx.conn, run["pipeline_id"], run["pipeline_version"]
-        )
+        spec = await self.pipelines.cached_spec(conn, run["pipeline_id"], run["pipeline_version"])
         return int((spec or {}).get("lease_seconds") or self.settings.lease_seconds)

@@ -24,9 +24,14 @@ _GET = (
 )
 _GET_FOR_UPDATE = _GET.with_for_update(of=runs)
 _EXISTS = sa.select(runs.c.id).where(runs.c.id == sa.bindparam("_id"))
-_STATUS = sa.select(runs.c.status, runs.c.attempt, runs.c.lease_id).where(
-    runs.c.id == sa.bindparam("_id")
-)
+_FENCING = sa.select(
+    runs.c.status,
+    runs.c.attempt,
+    runs.c.lease_id,
+    runs.c.lease_expires_at,
+    runs.c.pipeline_id,
+    runs.c.pipeline_version,
+).where(runs.c.id == sa.bindparam("_id"))
 _UPDATE = sa.update(runs).where(runs.c.id == sa.bindparam("_id"))
 _DELETE = sa.delete(runs).where(runs.c.id == sa.bindparam("_id"))
 _LIST_COLUMNS = [c for c in runs.c if c.name not in ("steps", "input", "output")]
@@ -48,9 +53,11 @@ async def get(
     return dict(row._mapping) if row is not None else None
 
 
-async def status_attempt_lease(conn: Conn, run_id: str) -> tuple[str, int, str | None]:
-    row = (await conn.execute(_STATUS, {"_id": run_id})).one()
-    return str(row.status), int(row.attempt), row.lease_id
+async def fencing_state(conn: Conn, run_id: str) -> dict[str, Any]:
+    """What a callback is checked against: status, attempt and the lease (with what renewing
+    it needs), without reading the whole run."""
+    row = (await conn.execute(_FENCING, {"_id": run_id})).one()
+    return dict(row._mapping)
 
 
 async def update(conn: Conn, run_id: str, values: dict[str, Any]) -> None:

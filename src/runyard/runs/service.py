@@ -22,7 +22,6 @@ from runyard.problems import (
     RunExists,
     RunFinished,
     RunNotFound,
-    StaleLease,
 )
 from runyard.runs import repo
 from runyard.runs.approvals import RunApprovals
@@ -267,6 +266,8 @@ class RunService(RunApprovals):
             check_lease(run, lease_id)
             if is_terminal(run["status"]):
                 check_transition(run_id, run["status"], S(body.status or run["status"]))
+            if lease_id is not None:
+                await self._renew_if_due(tx, run)
             values: dict[str, Any] = {}
             if body.metrics:
                 values["metrics"] = {**run["metrics"], **body.metrics}
@@ -337,20 +338,24 @@ class RunService(RunApprovals):
             except NotFound as exc:
                 raise RunNotFound(f"run {run_id} not found") from exc
             # read after taking the stream's lock, so a concurrent terminal transition is seen
-            status, attempt, current_lease = await repo.status_attempt_lease(tx.conn, run_id)
-            if lease_id is not None and lease_id != current_lease:
-                raise StaleLease(
-                    f"lease {lease_id} no longer holds run {run_id}", current_status=status
-                )
+            state = await repo.fencing_state(tx.conn, run_id)
+            status = state["status"]
+            check_lease({**state, "id": run_id}, lease_id)
             if is_terminal(status):
                 raise RunFinished(
                     f"run {run_id} is {status}; it takes no more events", current_status=status
                 )
             if also is not None:  # a record that belongs with these events (an artifact's)
                 await also(tx)
-            return await self.events.write(
-                tx, run_id, first, items, run_id=run_id, source=source, attempt=attempt
+            envelopes = await self.events.write(
+                tx, run_id, first, items, run_id=run_id, source=source, attempt=state["attempt"]
             )
+            renew = lease_id is not None and await self._renewal_due(tx.conn, state)
+        if renew:
+            # its own transaction: this one holds the stream's lock, and run rows are always
+            # locked before stream rows
+            await self.renew_lease(caller, run_id, str(lease_id))
+        return envelopes
 
     async def ensure_reportable(self, caller: Caller, run_id: str, lease_id: str | None) -> None:
         """404 for an unknown run, 409 for a stale lease or a finished run."""
@@ -387,6 +392,8 @@ class RunService(RunApprovals):
                     f"run {run_id} is {run['status']}; its steps cannot change",
                     current_status=run["status"],
                 )
+            if lease_id is not None:
+                await self._renew_if_due(tx, run)
             now = utcnow()
             steps = [dict(step) for step in run["steps"]]
             step = next((s for s in steps if s["name"] == name), None)
