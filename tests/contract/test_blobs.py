@@ -1,5 +1,6 @@
 """One suite for every blob store: local files, and S3 against moto's server on loopback."""
 
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -45,6 +46,20 @@ async def test_an_oversize_stream_stores_nothing(store: BlobStore) -> None:
     with pytest.raises(TooLarge):
         await store.put("runs/r1/big", stream(b"x" * 60, b"y" * 60), max_bytes=100)
     assert await store.stat("runs/r1/big") is None
+
+
+async def test_a_stream_larger_than_a_part_round_trips(store: BlobStore) -> None:
+    """17 MiB: on S3 a multipart upload of three parts (8 + 8 + 1 MiB), sent as it streams."""
+    mib = 1024 * 1024
+    pieces = [bytes([i]) * mib for i in range(17)]
+    info = await store.put("runs/r1/large", stream(*pieces), max_bytes=20 * mib)
+    whole = b"".join(pieces)
+    assert (info.size, info.sha256) == (len(whole), hashlib.sha256(whole).hexdigest())
+    assert await read_all(store, "runs/r1/large", 8 * mib - 1, 8 * mib) == b"\x07\x08"
+    assert await read_all(store, "runs/r1/large") == whole
+    with pytest.raises(TooLarge):  # past the limit after two parts went out: nothing is kept
+        await store.put("runs/r1/huge", stream(*pieces), max_bytes=16 * mib + 1)
+    assert await store.stat("runs/r1/huge") is None
 
 
 async def test_delete_prefix_removes_only_that_prefix(store: BlobStore) -> None:

@@ -1,12 +1,12 @@
 """Blobs in an S3-compatible bucket (``s3://bucket/prefix?endpoint_url=...&region=...``).
 
 Credentials come from the usual AWS environment (``AWS_ACCESS_KEY_ID``, ...). An upload is
-spooled to a temporary file while its size and sha256 are computed (so a stream over the limit
-never reaches the bucket), then sent as one object.
+streamed: up to :data:`PART_BYTES` it is one ``PutObject``; a larger one is a multipart
+upload sent part by part as the bytes arrive (memory stays at one part), aborted — leaving
+nothing — when the stream fails or passes ``max_bytes``.
 """
 
 import hashlib
-import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from runyard.blobs.base import BlobInfo, TooLarge, check_key
 
-SPOOL_BYTES = 8 * 1024 * 1024
+PART_BYTES = 8 * 1024 * 1024  # S3's parts are at least 5 MiB, but for the last
 CHUNK = 256 * 1024
 
 
@@ -43,16 +43,28 @@ class S3BlobStore:
         object_key = self._key(key)
         digest = hashlib.sha256()
         size = 0
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TooLarge(f"more than {max_bytes} bytes")
-                digest.update(chunk)
-                spool.write(chunk)
-            spool.seek(0)
-            async with self._client() as s3:
-                await s3.upload_fileobj(spool, self.bucket, object_key)
+        part = bytearray()
+        async with self._client() as s3:
+            upload = _Multipart(s3, self.bucket, object_key)
+            try:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise TooLarge(f"more than {max_bytes} bytes")
+                    digest.update(chunk)
+                    part += chunk
+                    if len(part) >= PART_BYTES:
+                        await upload.send(bytes(part))
+                        part.clear()
+                if upload.started:
+                    if part:
+                        await upload.send(bytes(part))
+                    await upload.complete()
+                else:
+                    await s3.put_object(Bucket=self.bucket, Key=object_key, Body=bytes(part))
+            except BaseException:
+                await upload.abort()
+                raise
         return BlobInfo(size=size, sha256=digest.hexdigest())
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
@@ -88,3 +100,40 @@ class S3BlobStore:
     async def ping(self) -> None:
         async with self._client() as s3:
             await s3.head_bucket(Bucket=self.bucket)
+
+
+class _Multipart:
+    """One multipart upload, started by its first part."""
+
+    def __init__(self, s3: Any, bucket: str, key: str) -> None:
+        self.s3, self.bucket, self.key = s3, bucket, key
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    @property
+    def started(self) -> bool:
+        return self.upload_id is not None
+
+    async def send(self, body: bytes) -> None:
+        if self.upload_id is None:
+            created = await self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key)
+            self.upload_id = str(created["UploadId"])
+        number = len(self.parts) + 1
+        sent = await self.s3.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
+        )
+        self.parts.append({"ETag": sent["ETag"], "PartNumber": number})
+
+    async def complete(self) -> None:
+        await self.s3.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": self.parts},
+        )
+
+    async def abort(self) -> None:
+        if self.upload_id is not None:
+            await self.s3.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+            )
