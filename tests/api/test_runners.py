@@ -259,3 +259,34 @@ async def test_a_claimer_that_hung_up_takes_no_run(live: httpx.AsyncClient) -> N
     assert (after["status"], after["attempt"]) == ("queued", 0)
     taken = (await live.post("/v1/runner/claim", json={})).json()
     assert taken["run"]["id"] == run["id"] and taken["lease"]["attempt"] == 1
+
+
+async def test_a_released_run_is_queued_again_without_spending_an_attempt(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_pipeline(client)
+    run = await make_run(client)  # max_attempts 1: a lost lease would fail it
+    first = (await claim(client)).json()
+    url = f"/v1/runner/runs/{run['id']}"
+    assert_problem(await client.post(f"{url}/release"), 400, "invalid_input")  # no lease named
+    released = await client.post(f"{url}/release", headers=bearer(first["token"]))
+    assert released.status_code == 200, released.text
+    assert (released.json()["run"]["status"], released.json()["run"]["attempt"]) == ("queued", 0)
+    stale = bearer(first["token"])
+    assert_problem(await client.post(f"{url}/release", headers=stale), 409, "stale_lease")
+    assert_problem(
+        await client.post(f"{url}/events", json={"type": "log"}, headers=stale), 409, "stale_lease"
+    )
+    second = (await claim(client)).json()
+    assert second["run"]["id"] == run["id"] and second["lease"]["attempt"] == 1
+    page = await client.get(f"/v1/runs/{run['id']}/events", params={"type": "run.retrying"})
+    assert [e["data"]["reason"] for e in page.json()["data"]] == ["released"]
+    leases = (await client.get(f"/v1/runs/{run['id']}/diagnostics")).json()["attempts"]
+    assert [(lease["attempt"], lease["end_reason"]) for lease in leases] == [
+        (1, "released"),
+        (1, None),
+    ]
+
+    await client.post(f"/v1/runs/{run['id']}/cancel")  # cancelling: a release ends it
+    done = await client.post(f"{url}/release", headers=bearer(second["token"]))
+    assert done.json()["run"]["status"] == "cancelled"

@@ -7,9 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from runyard.app import create_app
 from runyard.container import Services
+from runyard.settings import Settings
 from runyard.worker.execution import RunExecution, WorkerTools
 from tests.support import make_pipeline, make_run, wait_for_status
 
@@ -205,7 +208,8 @@ async def test_a_resumed_run_does_not_execute_completed_steps_again(
         if steps and steps[0]["status"] == "completed":
             break
         await asyncio.sleep(0.05)
-    first.cancel()  # the worker dies mid-run: no report, no more heartbeats
+    first.cancel()  # the worker stops mid-run: it hands the run back (a kill -9 of a worker
+    # process, which cannot, is tests/e2e/test_worker_process.py)
     for _ in range(200):
         if (await client.get(f"/v1/runs/{run['id']}")).json()["status"] == "queued":
             break
@@ -214,9 +218,43 @@ async def test_a_resumed_run_does_not_execute_completed_steps_again(
     second = await execute_attempt()
     await asyncio.wait_for(second, 20)
     final = await finished(client, run["id"])
-    assert final["status"] == "completed" and final["attempt"] == 2
+    assert final["status"] == "completed" and final["attempt"] == 1  # released: not counted
     assert counter.read_text() == "x"  # the completed step ran once, across two attempts
     assert final["output"] == {"once": "counted", "hang": "released"}
     await http.aclose()
     types = [e["type"] for e in await events(client, run["id"])]
     assert types.count("run.retrying") == 1 and types.count("run.completed") == 1
+
+
+async def test_a_server_that_stops_hands_its_runs_back(settings: Settings) -> None:
+    """Stopping `runyard serve` (a deploy, a restart) queues the embedded worker's runs again
+    at once, without spending their attempt: the next server finishes them."""
+    first = create_app(settings.model_copy(update={"worker_enabled": True}))
+    async with LifespanManager(first):
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://a")
+        async with client:
+            steps = [
+                {"name": "quick", "uses": "command", "with": {"run": "echo done"}},
+                {"name": "slow", "uses": "command", "with": {"run": "sleep 60"}},
+            ]
+            await make_pipeline(client, steps=steps)
+            run = await make_run(client)  # max_attempts 1
+            for _ in range(200):
+                current = (await client.get(f"/v1/runs/{run['id']}")).json()
+                if current["current_step"] == "slow":
+                    break
+                await asyncio.sleep(0.05)
+    second = create_app(settings.model_copy(update={"worker_enabled": True}))
+    async with LifespanManager(second):
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://b")
+        async with client:
+            after = (await client.get(f"/v1/runs/{run['id']}/events?type=run.retrying")).json()
+            assert [e["data"]["reason"] for e in after["data"]] == ["released"]
+            await make_pipeline(client, "other")  # the second server is up and working
+            resumed = await wait_for_status(client, run["id"], "running")
+            assert resumed["attempt"] == 1  # the released attempt did not count
+            assert (resumed["steps"][0]["name"], resumed["steps"][0]["status"]) == (
+                "quick",
+                "completed",
+            )
+            await client.post(f"/v1/runs/{run['id']}/cancel", json={"force": True})

@@ -244,3 +244,25 @@ async def test_serve_stops_on_request_and_returns_what_it_handled(
         runner.pipeline("sync")(lambda ctx: None)
     with pytest.raises(RuntimeError, match="no pipelines"):
         await Runner(str(live.base_url)).serve()
+
+
+async def test_a_stopping_runner_hands_unfinished_runs_back(live: httpx.AsyncClient) -> None:
+    await make_pipeline(live, "endless", executor={"type": "worker"})
+    runner = runner_for(live)
+    entered = asyncio.Event()
+
+    @runner.pipeline("endless")
+    async def endless(ctx: RunContext) -> None:
+        await ctx.step("first", lambda: "done")
+        entered.set()
+        await asyncio.sleep(60)
+
+    run = await make_run(live, "endless")  # max_attempts 1: a lost lease would fail it
+    stop = asyncio.Event()
+    served = asyncio.create_task(runner.serve(stop=stop, grace_seconds=0.2))
+    await asyncio.wait_for(entered.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(served, 10)
+    back = (await live.get(f"/v1/runs/{run['id']}")).json()
+    assert (back["status"], back["attempt"]) == ("queued", 0)
+    assert [(s["name"], s["status"]) for s in back["steps"]] == [("first", "completed")]

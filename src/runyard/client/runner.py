@@ -235,7 +235,8 @@ class _Attempt:
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
-                raise  # the runner is stopping: the lease expires and the run is re-queued
+                await self._release()  # the runner is stopping: hand the run back
+                raise
             if ctx.cancel_requested:
                 return await self._finish("cancelled", {"status": "cancelled"})
             return "lease lost: left to the next attempt"
@@ -249,6 +250,16 @@ class _Attempt:
             error = {"code": "handler_error", "message": f"{type(exc).__name__}: {exc}"}
             return await self._finish("failed", {"status": "failed", "error": error})
         return await self._finish("completed", {"status": "completed", "output": output})
+
+    async def _release(self) -> None:
+        """Queue the run again at once; if that fails, its lease expires and the server does
+        it (the attempt then counts)."""
+        try:
+            await self.ctx.flush()
+            await self.ctx.call("/release", max_retries=1, request_timeout=5)
+            log.info("run %s: handed back", self.ctx.run_id)
+        except RunyardError as exc:
+            log.warning("run %s: not handed back (%s); its lease will expire", self.ctx.run_id, exc)
 
     async def _finish(self, outcome: str, body: dict[str, Any]) -> str:
         try:

@@ -155,6 +155,22 @@ async def heartbeat(run_id: str, auth: RunnerAuthDep, runners: RunnerServiceDep)
 
 
 @router.post(
+    "/runs/{run_id}/release",
+    response_model=StatusResult,
+    summary="Hand a run back unfinished: it is queued again at once (the attempt not counted)",
+    responses=problem_responses(400, 401, 403, 404, 409),
+)
+async def release(run_id: str, auth: RunnerAuthDep, runs: RunServiceDep) -> Response:
+    if auth.lease_id is None:
+        raise InvalidInput(
+            "a release names its lease: a runner token, or X-Runyard-Lease",
+            errors=[{"loc": ["header", "X-Runyard-Lease"], "msg": "Field required"}],
+        )
+    run = await runs.release(auth.caller, run_id, auth.lease_id)
+    return json_response({"ok": True, "run": run})
+
+
+@router.post(
     "/runs/{run_id}/token",
     response_model=TokenResponse,
     summary="Refresh a runner token before it expires",

@@ -14,7 +14,7 @@ from runyard.problems import (
     StaleLease,
 )
 from runyard.runs import repo
-from runyard.runs.core import RunCore
+from runyard.runs.core import RunCore, check_lease
 from runyard.runs.schemas import run_resource
 from runyard.runs.states import RunStatus
 
@@ -86,6 +86,39 @@ class RunLeases(RunCore):
             await repo.update_lease(tx.conn, lease_id, {"expires_at": expires_at})
             run["lease_expires_at"] = expires_at
         return run, run["status"] == S.CANCELLING
+
+    async def release(self, caller: Caller, run_id: str, lease_id: str) -> dict[str, Any]:
+        """A runner hands a run back unfinished (it is shutting down): the run is queued again
+        at once instead of waiting out its lease, and the attempt is not counted against
+        ``max_attempts`` (the next claim gets the same attempt number). A run being
+        cancelled is ``cancelled``: the runner stopped, as the cancel asked."""
+        async with self.db.write() as tx:
+            run = await self._locked(tx, caller, run_id)
+            check_lease(run, lease_id)
+            if run["status"] == S.CANCELLING:
+                await self._transition(
+                    tx, run, S.CANCELLED, data={"reason": "released"}, lease_end="released"
+                )
+            else:
+                retry = {
+                    "attempt": run["attempt"],
+                    "max_attempts": run["max_attempts"],
+                    "reason": "released",
+                    "lease_id": run["lease_id"],
+                }
+                await self._transition(
+                    tx,
+                    run,
+                    S.QUEUED,
+                    before=[NewEvent("run.retrying", retry)],
+                    data={"reason": "released"},
+                    lease_end="released",
+                    attempt=run["attempt"] - 1,
+                )
+            await self.audit.record(
+                tx, caller, "run.release", "run", run_id, {"status": run["status"]}
+            )
+        return run_resource(run)
 
     async def renew_lease(self, caller: Caller, run_id: str, lease_id: str) -> None:
         """Renew a lease a callback showed alive, if it still holds the run (DESIGN §15)."""

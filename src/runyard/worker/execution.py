@@ -82,7 +82,8 @@ class RunExecution:
             log.info("run %s: the lease was lost; another attempt takes over", self.run["id"])
         except asyncio.CancelledError:
             if not self.cancel_requested:
-                raise  # the worker is shutting down; the lease will expire and re-queue
+                await self._release()  # the worker is shutting down: hand the run back
+                raise
             await self.buffer.close()
             await self._report(status="cancelled")
         except TimeoutError:
@@ -317,6 +318,19 @@ class RunExecution:
         await self.runs.ingest(
             self.caller, self.run["id"], batch, lease_id=self.lease_id, source=SOURCE
         )
+
+    async def _release(self) -> None:
+        """Queue the run again now (its events so far kept); if that fails, the lease
+        expires and the sweeper does it."""
+        try:
+            await self.buffer.close()
+            await self.runs.release(self.caller, self.run["id"], self.lease_id)
+        except DomainError:
+            pass  # the lease is gone already (stale, run deleted): nothing to hand back
+        except Exception:
+            log.warning(
+                "run %s: could not hand the run back; its lease will expire", self.run["id"]
+            )
 
     async def _report(self, **body: Any) -> None:
         await self.runs.report(
