@@ -271,22 +271,41 @@ async def test_a_released_run_is_queued_again_without_spending_an_attempt(
     assert_problem(await client.post(f"{url}/release"), 400, "invalid_input")  # no lease named
     released = await client.post(f"{url}/release", headers=bearer(first["token"]))
     assert released.status_code == 200, released.text
-    assert (released.json()["run"]["status"], released.json()["run"]["attempt"]) == ("queued", 0)
+    assert (released.json()["run"]["status"], released.json()["run"]["attempt"]) == ("queued", 1)
     stale = bearer(first["token"])
     assert_problem(await client.post(f"{url}/release", headers=stale), 409, "stale_lease")
     assert_problem(
         await client.post(f"{url}/events", json={"type": "log"}, headers=stale), 409, "stale_lease"
     )
     second = (await claim(client)).json()
-    assert second["run"]["id"] == run["id"] and second["lease"]["attempt"] == 1
+    assert second["run"]["id"] == run["id"] and second["lease"]["attempt"] == 2
     page = await client.get(f"/v1/runs/{run['id']}/events", params={"type": "run.retrying"})
     assert [e["data"]["reason"] for e in page.json()["data"]] == ["released"]
     leases = (await client.get(f"/v1/runs/{run['id']}/diagnostics")).json()["attempts"]
     assert [(lease["attempt"], lease["end_reason"]) for lease in leases] == [
         (1, "released"),
-        (1, None),
+        (2, None),
     ]
 
     await client.post(f"/v1/runs/{run['id']}/cancel")  # cancelling: a release ends it
     done = await client.post(f"{url}/release", headers=bearer(second["token"]))
     assert done.json()["run"]["status"] == "cancelled"
+
+
+@pytest.mark.settings(lease_seconds=1)
+async def test_a_released_attempt_does_not_count_against_max_attempts(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_pipeline(client)
+    run = await make_run(client, max_attempts=2)
+    first = (await claim(client)).json()
+    url = f"/v1/runner/runs/{run['id']}/release"
+    assert (await client.post(url, headers=bearer(first["token"]))).status_code == 200
+    second = (await claim(client)).json()  # attempt 2, the first that counts
+    assert second["lease"]["attempt"] == 2
+    requeued = await wait_for_status(client, run["id"], "queued")  # its lease expired
+    assert requeued["attempt"] == 2
+    third = (await claim(client)).json()
+    assert third["lease"]["attempt"] == 3
+    failed = await wait_for_status(client, run["id"], "failed")  # two counted attempts: done
+    assert failed["error"]["code"] == "lease_expired"

@@ -218,7 +218,7 @@ async def test_a_resumed_run_does_not_execute_completed_steps_again(
     second = await execute_attempt()
     await asyncio.wait_for(second, 20)
     final = await finished(client, run["id"])
-    assert final["status"] == "completed" and final["attempt"] == 1  # released: not counted
+    assert final["status"] == "completed" and final["attempt"] == 2
     assert counter.read_text() == "x"  # the completed step ran once, across two attempts
     assert final["output"] == {"once": "counted", "hang": "released"}
     await http.aclose()
@@ -252,7 +252,7 @@ async def test_a_server_that_stops_hands_its_runs_back(settings: Settings) -> No
             assert [e["data"]["reason"] for e in after["data"]] == ["released"]
             await make_pipeline(client, "other")  # the second server is up and working
             resumed = await wait_for_status(client, run["id"], "running")
-            assert resumed["attempt"] == 1  # the released attempt did not count
+            assert resumed["attempt"] == 2  # max_attempts 1: the released one did not count
             assert (resumed["steps"][0]["name"], resumed["steps"][0]["status"]) == (
                 "quick",
                 "completed",

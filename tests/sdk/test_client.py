@@ -1,6 +1,7 @@
 """``AsyncClient`` against a served app, and the SDK's retry and error rules."""
 
 import ast
+import json
 import subprocess
 import sys
 from typing import Any
@@ -14,6 +15,7 @@ from runyard.client import (
     Client,
     InvalidTransition,
     NotFound,
+    RunContext,
     ServerError,
     TransportError,
 )
@@ -146,3 +148,24 @@ def test_the_sdk_imports_nothing_of_the_server() -> None:
         m for m in loaded if m != "runyard" and not m.startswith(("runyard.client", "runyard.cli"))
     ]
     assert server_side == []
+
+
+async def test_a_failed_event_batch_stays_queued_and_goes_first_next_time() -> None:
+    posted: list[list[str]] = []
+    answers = [503, 200, 200]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        posted.append([e["data"]["message"] for e in json.loads(request.content)["events"]])
+        return httpx.Response(answers.pop(0), json={"code": "x"} if answers else {"ok": True})
+
+    claim = {"run": {"id": "run_1"}, "lease": {"id": "lse_1", "attempt": 1}, "token": "t"}
+    transport = httpx.MockTransport(handle)
+    async with AsyncClient("http://runyard.test", transport=transport, max_retries=0) as api:
+        ctx = RunContext(api, claim)
+        ctx.log("one")
+        with pytest.raises(ServerError):
+            await ctx.flush()
+        ctx.log("two")
+        await ctx.flush()
+        await ctx.close()
+    assert posted == [["one"], ["one", "two"]]

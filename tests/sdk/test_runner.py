@@ -41,11 +41,12 @@ async def test_a_handler_reports_steps_events_progress_artifacts_and_output(
     await make_pipeline(live, "hello", executor={"type": "worker"})
     runner = runner_for(live)
 
-    def shout(text: str) -> str:  # a plain function runs in a thread
-        return text.upper()
-
     @runner.pipeline("hello")
     async def hello(ctx: RunContext) -> dict[str, Any]:
+        def shout(text: str) -> str:  # a plain function runs in a thread
+            ctx.log("shouting")  # events may be queued from that thread
+            return text.upper()
+
         loud = await ctx.step("shout", shout, ctx.input["name"])
         ctx.log(f"said {loud}")
         ctx.event("greeting.ready", {"text": loud}, step="shout")
@@ -67,6 +68,7 @@ async def test_a_handler_reports_steps_events_progress_artifacts_and_output(
         "run.queued",
         "run.started",
         "step.started",
+        "log",
         "step.completed",
         "log",
         "greeting.ready",
@@ -264,5 +266,7 @@ async def test_a_stopping_runner_hands_unfinished_runs_back(live: httpx.AsyncCli
     stop.set()
     await asyncio.wait_for(served, 10)
     back = (await live.get(f"/v1/runs/{run['id']}")).json()
-    assert (back["status"], back["attempt"]) == ("queued", 0)
+    assert (back["status"], back["attempt"]) == ("queued", 1)
+    retrying = (await live.get(f"/v1/runs/{run['id']}/events?type=run.retrying")).json()
+    assert [e["data"]["reason"] for e in retrying["data"]] == ["released"]
     assert [(s["name"], s["status"]) for s in back["steps"]] == [("first", "completed")]

@@ -7,6 +7,7 @@ nothing — when the stream fails or passes ``max_bytes``.
 """
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from runyard.blobs.base import BlobInfo, TooLarge, check_key
 
+log = logging.getLogger(__name__)
 PART_BYTES = 8 * 1024 * 1024  # S3's parts are at least 5 MiB, but for the last
 CHUNK = 256 * 1024
 
@@ -133,7 +135,13 @@ class _Multipart:
         )
 
     async def abort(self) -> None:
-        if self.upload_id is not None:
+        """Drop the parts sent so far; a failure here is logged, never raised over the error
+        that made us abort."""
+        if self.upload_id is None:
+            return
+        try:
             await self.s3.abort_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
             )
+        except Exception:
+            log.warning("could not abort the multipart upload of %s", self.key, exc_info=True)

@@ -15,7 +15,8 @@ from runyard.client.errors import error_for
 DEFAULT_URL = "http://127.0.0.1:8000"
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 MAX_BACKOFF_SECONDS = 30.0
-MAX_STREAM_RECONNECTS = 1000
+MAX_STREAM_RECONNECTS = 100  # in a row, without an event in between
+STREAM_READ_SECONDS = 90.0  # the server sends a keep-alive every 10 s by default
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ class StreamState:
             self.ended = True
             return None, True
         if event == "stream.reset":
-            self.last = int(data["resume_after"])
+            self.last = max(self.last, int(data["resume_after"]))
             return None, True
         if isinstance(data, dict) and int(data.get("sequence", 0)) > self.last:
             self.last = int(data["sequence"])

@@ -19,6 +19,7 @@ import httpx
 
 from runyard.client._base import (
     MAX_STREAM_RECONNECTS,
+    STREAM_READ_SECONDS,
     Call,
     Calls,
     Options,
@@ -29,7 +30,7 @@ from runyard.client._base import (
     retry_delay,
     stream_request,
 )
-from runyard.client.errors import TransportError
+from runyard.client.errors import RateLimited, ServerError, TransportError
 
 
 class AsyncClient:
@@ -157,8 +158,10 @@ class AsyncClient:
         (``Last-Event-ID``): each event is yielded once, in order.
         """
         state = StreamState(after_sequence)
-        timeout = httpx.Timeout(self.options.timeout, read=None)
-        for _ in range(MAX_STREAM_RECONNECTS):
+        timeout = httpx.Timeout(self.options.timeout, read=STREAM_READ_SECONDS)
+        failures = 0
+        while failures < MAX_STREAM_RECONNECTS:
+            failures += 1
             try:
                 async with self._http.stream(
                     **stream_request(run_id, state.last), timeout=timeout
@@ -173,14 +176,19 @@ class AsyncClient:
                             continue
                         event, reconnect = state.take(frame)
                         if event is not None:
+                            failures = 0
                             yield event
                         if reconnect:
                             break
-            except httpx.TransportError:
-                await asyncio.sleep(0.2)
+            except (httpx.TransportError, ServerError, RateLimited):
+                await asyncio.sleep(
+                    min(0.2 * failures, 5.0)
+                )  # dropped, or the server is restarting
             if state.ended:
                 return
-        raise TransportError(f"the stream of {run_id} dropped {MAX_STREAM_RECONNECTS} times")
+        raise TransportError(
+            f"the stream of {run_id} failed {MAX_STREAM_RECONNECTS} times in a row"
+        )
 
     async def wait_for_run(self, run_id: str) -> dict[str, Any]:
         """The run once it is terminal, following its event stream."""

@@ -8,14 +8,19 @@ import asyncio
 import base64
 import inspect
 import json
+import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from runyard.client.async_client import AsyncClient
 
 EVENT_FLUSH_SECONDS = 0.05
 EVENT_BATCH = 500
+BATCH_BYTES = 2 * 1024 * 1024
+log = logging.getLogger("runyard.runner")
 
 
 class ApprovalPending(BaseException):
@@ -52,7 +57,8 @@ class RunContext:
         self._pending: list[dict[str, Any]] = []
         self._post_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
-        self._flush_failure: Exception | None = None
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
 
     @property
     def run_id(self) -> str:
@@ -97,6 +103,7 @@ class RunContext:
         is returned. ``fn`` may be async; a plain function runs in a thread. A failure is
         recorded and retried up to ``retries`` times, then raised.
         """
+        _check_name(name)
         if name in self._done:
             return self._done[name]
         for attempt in range(retries + 1):
@@ -121,7 +128,7 @@ class RunContext:
 
     async def _record(self, name: str, status: str, **details: Any) -> None:
         await self.flush()  # the step's own events land before its end
-        await self.call(f"/steps/{name}", {"status": status, **details})
+        await self.call(f"/steps/{quote(name, safe='')}", {"status": status, **details})
 
     # gates
     async def approval(
@@ -141,6 +148,7 @@ class RunContext:
         approved the handler runs again and the gate returns ``{"approved_by", "comment"}``.
         A rejected run ends ``rejected`` and is not run again.
         """
+        _check_name(name)
         if name in self._done:
             done: dict[str, Any] | None = self._done[name]
             return done
@@ -169,36 +177,56 @@ class RunContext:
     def event(
         self, type: str, data: dict[str, Any] | None = None, *, step: str | None = None
     ) -> None:
-        """Queue an event; queued events are sent in batches, in order, within 50 ms."""
+        """Queue an event; queued events are sent in batches, in order, within 50 ms (and
+        before any later step, progress, artifact or status call). Safe to call from a plain
+        step function's thread."""
         item: dict[str, Any] = {"type": type, "data": data or {}}
         if step is not None:
             item["step"] = step
-        self._pending.append(item)
-        if len(self._pending) >= EVENT_BATCH or self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_soon(len(self._pending)))
+        if threading.get_ident() == self._loop_thread:
+            self._queue(item)
+        else:
+            self._loop.call_soon_threadsafe(self._queue, item)
 
     def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
         """A ``log`` event."""
         self.event("log", {"level": level, "message": message, **fields})
 
-    async def _flush_soon(self, queued: int) -> None:
-        if queued < EVENT_BATCH:
-            await asyncio.sleep(EVENT_FLUSH_SECONDS)
-        self._flusher = None
+    def _queue(self, item: dict[str, Any]) -> None:
+        self._pending.append(item)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(EVENT_FLUSH_SECONDS)
         try:
             await self.flush()
-        except Exception as exc:  # raised again by the handler's next flush
-            self._flush_failure = exc
+        except Exception as exc:  # kept queued: the next flush sends them again
+            log.warning("run %s: events not sent yet (%s)", self.run_id, exc)
 
     async def flush(self) -> None:
-        """Send every queued event now."""
+        """Send every queued event now, in order. A batch that fails stays queued (at the
+        front) for the next flush, and the error is raised."""
         async with self._post_lock:
-            if self._flush_failure is not None:
-                failure, self._flush_failure = self._flush_failure, None
-                raise failure
             while self._pending:
-                batch, self._pending = self._pending[:EVENT_BATCH], self._pending[EVENT_BATCH:]
-                await self.call("/events", {"events": batch})
+                batch = self._next_batch()
+                try:
+                    await self.call("/events", {"events": batch})
+                except BaseException:
+                    self._pending[:0] = batch
+                    raise
+
+    def _next_batch(self) -> list[dict[str, Any]]:
+        """The oldest queued events, at most ``EVENT_BATCH`` of them and about
+        ``BATCH_BYTES`` (the server takes 1,000 events and 4 MiB)."""
+        size, count = 0, 0
+        for item in self._pending[:EVENT_BATCH]:
+            size += len(json.dumps(item, default=str))
+            if count and size > BATCH_BYTES:
+                break
+            count += 1
+        batch, self._pending = self._pending[:count], self._pending[count:]
+        return batch
 
     async def progress(self, value: float) -> None:
         """Report progress, from 0 to 1 (after the events queued before it)."""
@@ -245,6 +273,11 @@ class RunContext:
         payload = self.token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         return float(claims["exp"]) - time.time()
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name:
+        raise ValueError(f"a step name is not empty and has no '/': {name!r}")
 
 
 Handler = Callable[[RunContext], Awaitable[Any]]

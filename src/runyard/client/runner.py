@@ -34,8 +34,8 @@ from runyard.client.async_client import AsyncClient
 from runyard.client.context import ApprovalPending, Handler, RunContext, RunFailed
 from runyard.client.errors import (
     APIError,
-    Conflict,
     Forbidden,
+    InvalidTransition,
     NotFound,
     RunyardError,
     StaleLease,
@@ -111,7 +111,8 @@ class Runner:
         """Claim and execute runs until ``stop`` is set or ``max_runs`` runs were handled.
 
         On stop, no new run is claimed; runs in progress get ``grace_seconds`` to finish,
-        then they are cancelled locally and their leases expire, which re-queues them.
+        then their handlers are cancelled and the runs handed back (``release``): queued
+        again at once, the attempt not counted.
         """
         if not self.handlers:
             raise RuntimeError("no pipelines registered: use @runner.pipeline(name)")
@@ -124,15 +125,18 @@ class Runner:
             ]
             stopping: asyncio.Future[Any] = asyncio.create_task(stop.wait())
             everything: asyncio.Future[Any] = asyncio.gather(*slots)
-            await asyncio.wait({stopping, everything}, return_when=asyncio.FIRST_COMPLETED)
-            stop.set()
-            stopping.cancel()
-            done, _ = await asyncio.wait({everything}, timeout=grace_seconds)
-            if not done:
-                log.warning("runs still in progress after %s s: leaving them", grace_seconds)
+            try:
+                await asyncio.wait({stopping, everything}, return_when=asyncio.FIRST_COMPLETED)
+                stop.set()
+                done, _ = await asyncio.wait({everything}, timeout=grace_seconds)
+                if not done:
+                    log.warning("runs in progress after %s s: handing them back", grace_seconds)
+            finally:  # also when serve() itself is cancelled: no slot outlives the client
+                stop.set()
+                stopping.cancel()
                 everything.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await everything
+                with contextlib.suppress(asyncio.CancelledError):
+                    await everything
         return budget.handled
 
     async def _slot(self, client: AsyncClient, stop: asyncio.Event, budget: "_Budget") -> None:
@@ -144,6 +148,8 @@ class Runner:
             stopping.cancel()
             if not claim.done():
                 claim.cancel()
+                with contextlib.suppress(asyncio.CancelledError, RunyardError):
+                    await claim
                 budget.give_back()
                 return
             try:
@@ -158,7 +164,10 @@ class Runner:
             if claimed is None:
                 budget.give_back()
                 continue
-            await _Attempt(client, claimed, self.handlers).execute()
+            try:
+                await _Attempt(client, claimed, self.handlers).execute()
+            except Exception:  # one run's trouble never stops the runner
+                log.exception("run %s: the runner failed around it", claimed["run"]["id"])
             budget.handled += 1
 
     async def _claim(self, client: AsyncClient) -> dict[str, Any] | None:
@@ -167,8 +176,14 @@ class Runner:
             "pipelines": sorted(self.handlers),
             "wait_seconds": self.wait_seconds,
         }
+        # not retried here: a claim whose answer was lost may have leased a run, and a second
+        # claim would lease another; the slot backs off and claims again
         claimed: dict[str, Any] | None = await client.request(
-            "POST", "/v1/runner/claim", json=body, request_timeout=self.wait_seconds + 15
+            "POST",
+            "/v1/runner/claim",
+            json=body,
+            request_timeout=self.wait_seconds + 15,
+            max_retries=0,
         )
         return claimed
 
@@ -239,7 +254,10 @@ class _Attempt:
                 raise
             if ctx.cancel_requested:
                 return await self._finish("cancelled", {"status": "cancelled"})
-            return "lease lost: left to the next attempt"
+            if ctx.lease_lost:
+                return "lease lost: left to the next attempt"
+            error = {"code": "handler_cancelled", "message": "the handler was cancelled"}
+            return await self._finish("failed", {"status": "failed", "error": error})
         except LOST:
             return "lease lost: left to the next attempt"
         except RunFailed as exc:
@@ -262,17 +280,26 @@ class _Attempt:
             log.warning("run %s: not handed back (%s); its lease will expire", self.ctx.run_id, exc)
 
     async def _finish(self, outcome: str, body: dict[str, Any]) -> str:
+        """The final report; any failure is logged and the run left to its lease."""
         try:
             await self.ctx.flush()
-            await self.ctx.call("/status", body)
+            try:
+                await self.ctx.call("/status", body)
+            except InvalidTransition as exc:
+                if exc.current_status != "cancelling":
+                    raise
+                # a cancel was requested while the handler finished: acknowledge it
+                await self.ctx.call("/status", {"status": "cancelled"})
+                return "cancelled"
+            except TypeError as exc:  # the output is not JSON
+                error = {"code": "output_not_json", "message": str(exc)}
+                await self.ctx.call("/status", {"status": "failed", "error": error})
+                return "failed: the output is not JSON"
         except LOST:
             return "lease lost before the report"
-        except Conflict as exc:  # e.g. a forced cancel ended the run meanwhile
+        except RunyardError as exc:  # a forced cancel ended it, the server is away, ...
+            log.warning("run %s: not reported (%s)", self.ctx.run_id, exc)
             return f"not reported: {exc}"
-        except TypeError as exc:  # the output is not JSON
-            error = {"code": "output_not_json", "message": str(exc)}
-            await self.ctx.call("/status", {"status": "failed", "error": error})
-            return "failed: the output is not JSON"
         return outcome
 
     async def _heartbeats(self, work: asyncio.Task[Any]) -> None:
@@ -280,7 +307,9 @@ class _Attempt:
         while not work.done():
             await asyncio.sleep(self.interval)
             try:
-                beat = await ctx.call("/heartbeat", max_retries=1)
+                beat = await ctx.call(
+                    "/heartbeat", max_retries=1, request_timeout=max(1.0, self.interval)
+                )
                 if ctx.token_expires_in() < TOKEN_REFRESH_SECONDS:
                     ctx.token = (await ctx.call("/token"))["token"]
             except LOST:

@@ -17,6 +17,7 @@ import httpx
 
 from runyard.client._base import (
     MAX_STREAM_RECONNECTS,
+    STREAM_READ_SECONDS,
     Call,
     Calls,
     Options,
@@ -27,7 +28,7 @@ from runyard.client._base import (
     retry_delay,
     stream_request,
 )
-from runyard.client.errors import TransportError
+from runyard.client.errors import RateLimited, ServerError, TransportError
 
 
 class Client:
@@ -153,8 +154,10 @@ class Client:
         (``Last-Event-ID``): each event is yielded once, in order.
         """
         state = StreamState(after_sequence)
-        timeout = httpx.Timeout(self.options.timeout, read=None)
-        for _ in range(MAX_STREAM_RECONNECTS):
+        timeout = httpx.Timeout(self.options.timeout, read=STREAM_READ_SECONDS)
+        failures = 0
+        while failures < MAX_STREAM_RECONNECTS:
+            failures += 1
             try:
                 with self._http.stream(
                     **stream_request(run_id, state.last), timeout=timeout
@@ -169,14 +172,17 @@ class Client:
                             continue
                         event, reconnect = state.take(frame)
                         if event is not None:
+                            failures = 0
                             yield event
                         if reconnect:
                             break
-            except httpx.TransportError:
-                time.sleep(0.2)
+            except (httpx.TransportError, ServerError, RateLimited):
+                time.sleep(min(0.2 * failures, 5.0))  # dropped, or restarting
             if state.ended:
                 return
-        raise TransportError(f"the stream of {run_id} dropped {MAX_STREAM_RECONNECTS} times")
+        raise TransportError(
+            f"the stream of {run_id} failed {MAX_STREAM_RECONNECTS} times in a row"
+        )
 
     def wait_for_run(self, run_id: str) -> dict[str, Any]:
         """The run once it is terminal, following its event stream."""

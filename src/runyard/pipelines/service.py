@@ -130,7 +130,8 @@ class PipelineService:
         self, conn: Conn, pipeline_id: str, version: int
     ) -> dict[str, Any] | None:
         """A version's definition (shared: do not change it), remembered: a version never
-        changes and ids are never reused, so the cache needs no invalidation, only a bound."""
+        changes and ids are never reused. Deleting the pipeline evicts it here; another
+        replica may still serve it from its cache for runs created before the delete."""
         key = (pipeline_id, version)
         spec = self._specs.get(key)
         if spec is None:
@@ -183,6 +184,8 @@ class PipelineService:
         async with self.db.write() as tx:
             row = await self._find(tx.conn, caller.workspace_id, ref, for_update=True)
             await repo.delete(tx.conn, row["id"])
+            for key in [key for key in self._specs if key[0] == row["id"]]:
+                del self._specs[key]
             await self.audit.record(
                 tx, caller, "pipeline.delete", "pipeline", row["id"], {"name": row["name"]}
             )

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from runyard.broker import Broker
+from runyard.broker import Broker, Subscription
 from runyard.clock import isoformat, utcnow
 from runyard.context import Caller
 from runyard.db.engine import Database
@@ -123,12 +123,7 @@ class RunnerService:
                 )
                 if claimed is not None:
                     break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                await subscription.wait(min(remaining, HANGUP_CHECK_SECONDS))
-                subscription.drain()
-                if gone is not None and await gone():
+                if not await self._woken(subscription, deadline, gone):
                     return None
         finally:
             await self.broker.unsubscribe(subscription)
@@ -149,6 +144,23 @@ class RunnerService:
             },
             "token": token,
         }
+
+    @staticmethod
+    async def _woken(
+        subscription: Subscription,
+        deadline: float,
+        gone: Callable[[], Awaitable[bool]] | None,
+    ) -> bool:
+        """Wait for a queue wake-up: True when one came, False when the deadline passed or
+        the claimer hung up (checked after a wake-up and every ``HANGUP_CHECK_SECONDS``)."""
+        while (remaining := deadline - time.monotonic()) > 0:
+            woke = await subscription.wait(min(remaining, HANGUP_CHECK_SECONDS))
+            if gone is not None and await gone():
+                return False
+            if woke:
+                subscription.drain()
+                return True
+        return False
 
     async def heartbeat(self, caller: Caller, run_id: str, lease_id: str) -> dict[str, Any]:
         run, cancel_requested = await self.runs.heartbeat(caller, run_id, lease_id)

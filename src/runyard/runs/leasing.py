@@ -89,9 +89,9 @@ class RunLeases(RunCore):
 
     async def release(self, caller: Caller, run_id: str, lease_id: str) -> dict[str, Any]:
         """A runner hands a run back unfinished (it is shutting down): the run is queued again
-        at once instead of waiting out its lease, and the attempt is not counted against
-        ``max_attempts`` (the next claim gets the same attempt number). A run being
-        cancelled is ``cancelled``: the runner stopped, as the cancel asked."""
+        at once instead of waiting out its lease, and the released attempt is not counted
+        against ``max_attempts`` when a later lease expires. A run being cancelled is
+        ``cancelled``: the runner stopped, as the cancel asked."""
         async with self.db.write() as tx:
             run = await self._locked(tx, caller, run_id)
             check_lease(run, lease_id)
@@ -113,7 +113,6 @@ class RunLeases(RunCore):
                     before=[NewEvent("run.retrying", retry)],
                     data={"reason": "released"},
                     lease_end="released",
-                    attempt=run["attempt"] - 1,
                 )
             await self.audit.record(
                 tx, caller, "run.release", "run", run_id, {"status": run["status"]}
@@ -186,7 +185,8 @@ class RunLeases(RunCore):
                 "reason": "lease_expired",
                 "lease_id": run["lease_id"],
             }
-            if run["attempt"] < run["max_attempts"]:
+            released = await repo.released_leases(tx.conn, run["id"])
+            if run["attempt"] - released < run["max_attempts"]:
                 await self._transition(
                     tx,
                     run,

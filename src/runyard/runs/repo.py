@@ -53,6 +53,14 @@ async def get(
     return dict(row._mapping) if row is not None else None
 
 
+async def released_leases(conn: Conn, run_id: str) -> int:
+    """How many of the run's attempts its runners handed back (they do not count)."""
+    query = sa.select(sa.func.count()).where(
+        leases.c.run_id == run_id, leases.c.end_reason == "released"
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def fencing_state(conn: Conn, run_id: str) -> dict[str, Any]:
     """What a callback is checked against: status, attempt and the lease (with what renewing
     it needs), without reading the whole run."""

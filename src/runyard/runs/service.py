@@ -4,6 +4,7 @@ State changes go through :class:`runyard.runs.core.RunCore`; leases live in
 :mod:`runyard.runs.leasing`.
 """
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from runyard.runs.schemas import ReplayRequest, RunCreate, RunStatusReport, run_
 from runyard.runs.states import TERMINAL, RunStatus, check_transition, is_terminal
 
 S = RunStatus
+log = logging.getLogger(__name__)
 
 
 __all__ = ["RunService", "claims_channel"]
@@ -353,8 +355,11 @@ class RunService(RunApprovals):
             renew = lease_id is not None and await self._renewal_due(tx.conn, state)
         if renew:
             # its own transaction: this one holds the stream's lock, and run rows are always
-            # locked before stream rows
-            await self.renew_lease(caller, run_id, str(lease_id))
+            # locked before stream rows. Best effort: the events are committed either way.
+            try:
+                await self.renew_lease(caller, run_id, str(lease_id))
+            except Exception:
+                log.warning("run %s: renewing the lease after an event batch failed", run_id)
         return envelopes
 
     async def ensure_reportable(self, caller: Caller, run_id: str, lease_id: str | None) -> None:
