@@ -13,17 +13,25 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "error", "request_i
 
 
 async def make_pipeline(
-    client: httpx.AsyncClient, name: str = "deploy", **fields: Any
+    client: httpx.AsyncClient,
+    name: str = "deploy",
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    response = await client.post("/v1/pipelines", json={"name": name, **fields})
+    response = await client.post("/v1/pipelines", json={"name": name, **fields}, headers=headers)
     assert response.status_code == 201, response.text
     return dict(response.json())
 
 
 async def make_run(
-    client: httpx.AsyncClient, pipeline: str = "deploy", **fields: Any
+    client: httpx.AsyncClient,
+    pipeline: str = "deploy",
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    response = await client.post("/v1/runs", json={"pipeline": pipeline, **fields})
+    response = await client.post("/v1/runs", json={"pipeline": pipeline, **fields}, headers=headers)
     assert response.status_code == 201, response.text
     return dict(response.json())
 

@@ -9,6 +9,7 @@ import httpx
 
 from runyard.artifacts.service import ArtifactService
 from runyard.audit.service import AuditService
+from runyard.auth.service import ApiKeyService
 from runyard.blobs import BlobStore, blobs_from_url
 from runyard.broker import Broker, broker_from_url
 from runyard.db.engine import Database
@@ -46,6 +47,7 @@ class Services:
     insights: RunInsights
     blobs: BlobStore
     artifacts: ArtifactService
+    keys: ApiKeyService
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
@@ -86,6 +88,7 @@ class Services:
             RunInsights(db, events),
             blobs,
             artifacts,
+            ApiKeyService(db, audit),
         )
         pusher = Pusher(
             runs,

@@ -8,3 +8,5 @@ class Caller:
     workspace_id: str
     actor: str
     request_id: str | None = None
+    #: admin, member, viewer or runner (DESIGN §4); open mode acts as admin
+    role: str = "admin"

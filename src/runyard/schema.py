@@ -2,6 +2,7 @@
 
 from runyard.artifacts import tables as _artifacts  # noqa: F401
 from runyard.audit import tables as _audit  # noqa: F401
+from runyard.auth import tables as _auth  # noqa: F401
 from runyard.db.base import metadata
 from runyard.events import tables as _events  # noqa: F401
 from runyard.pipelines import tables as _pipelines  # noqa: F401

@@ -33,14 +33,16 @@ def _write_files(doc: str, cwd: Path) -> None:
             (cwd / first.removeprefix("# ")).write_text(block)
 
 
-def run_doc(server: str, doc: str, cwd: Path) -> tuple[str, str]:
+def run_doc(
+    server: str, doc: str, cwd: Path, env_extra: dict[str, str] | None = None
+) -> tuple[str, str]:
     """Run a doc's walk-through; its output and the run id it left in ``$RUN``.
     ``runyard`` on the PATH is this environment's."""
     _write_files(doc, cwd)
-    env = cli_env()
+    env = {**cli_env(), **(env_extra or {})}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     result = subprocess.run(
-        ["bash", "-c", _script(server, doc) + '\nprintf "\\nRUN=%s\\n" "$RUN"'],
+        ["bash", "-c", _script(server, doc) + '\nprintf "\\nRUN=%s\\n" "${RUN:-}"'],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -100,3 +102,16 @@ def test_the_pipeline_walk_through_runs_as_documented(server: str, tmp_path: Pat
     ]
     assert "[stdout] test testing 2.1.0" in stdout
     assert "[stdout] tag tagged" in stdout
+
+
+def test_the_auth_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    data_dir = str(tmp_path / "data")  # the server fixture's
+    stdout, _ = run_doc(server, "auth.md", tmp_path, {"RUNYARD_DATA_DIR": data_dir})
+    admin = stdout.splitlines()[0]
+    assert admin.startswith("ryk_")
+    keys = httpx.get(f"{server}/v1/api-keys", headers={"Authorization": f"Bearer {admin}"})
+    assert [(k["name"], k["revoked_at"] is not None) for k in keys.json()["data"]] == [
+        ("ci", True),
+        ("bootstrap", False),
+    ]
+    assert "\n401\n" in stdout  # the last request, without a key

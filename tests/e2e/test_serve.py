@@ -3,6 +3,7 @@
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -121,3 +122,26 @@ async def test_the_embedded_worker_runs_a_steps_pipeline_end_to_end(server: str)
         lines = [f.data["data"]["text"] for f in frames if f.event == "console.line"]
         assert lines == ["hello world"]
         assert [f.id for f in frames[:-1]] == list(range(1, len(frames)))
+
+
+RUNYARD = [sys.executable, "-m", "runyard"]
+
+
+def test_runyard_keys_create_bootstraps_the_first_admin_key(server: str, tmp_path: Path) -> None:
+    """The key the CLI prints works at once; requests without it are then refused."""
+    result = subprocess.run(
+        [*RUNYARD, "keys", "create", "--role", "admin", "--data-dir", str(tmp_path / "data")],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    secret = result.stdout.strip()
+    assert secret.startswith("ryk_")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(f"{server}/v1/runs", headers=headers).status_code == 200
+    time.sleep(1.1)  # the server trusts "no key yet" for at most a second
+    assert httpx.get(f"{server}/v1/runs").status_code == 401
+    keys = httpx.get(f"{server}/v1/api-keys", headers=headers).json()["data"]
+    assert [(k["role"], k["created_by"]) for k in keys] == [("admin", "runyard:cli")]

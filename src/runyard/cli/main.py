@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from runyard.cli.keys import keys_app, keys_exist
 from runyard.cli.worker import worker
 from runyard.settings import Settings
 
@@ -16,6 +17,7 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
 app.command("worker")(worker)
+app.add_typer(keys_app, name="keys")
 
 
 def _is_loopback(host: str) -> bool:
@@ -60,10 +62,14 @@ def serve(
         worker_enabled=False if no_worker else None,
         insecure=True if insecure else None,
     )
-    if not _is_loopback(settings.host) and not settings.insecure:
+    if (
+        not _is_loopback(settings.host)
+        and not settings.insecure
+        and not asyncio.run(keys_exist(settings))
+    ):
         typer.echo(
             f"refusing to bind {settings.host}: open mode (no API keys) is only safe on loopback; "
-            "pass --insecure to do it anyway",
+            "create a key (`runyard keys create`) or pass --insecure",
             err=True,
         )
         raise typer.Exit(2)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from runyard.artifacts.service import ArtifactService
+from runyard.auth.service import ApiKeyService
 from runyard.container import Services
 from runyard.context import Caller
 from runyard.pipelines.service import PipelineService
@@ -29,23 +30,93 @@ async def _services_dep(request: Request) -> Services:
     return _services(request)
 
 
-async def _caller(request: Request) -> Caller:
-    """Open mode (DESIGN §4): act in ``X-Workspace-Id`` as ``X-User-Id``."""
-    services = _services(request)
+def _request_id(request: Request) -> str | None:
+    request_id: str | None = request.scope.get("state", {}).get("request_id")
+    return request_id
+
+
+def _bearer(request: Request) -> str | None:
+    """The credential of ``Authorization: Bearer <credential>``, or None without one."""
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthorized("use Authorization: Bearer <API key or runner token>")
+    return credential.strip()
+
+
+async def _open_caller(request: Request) -> Caller:
+    """Open mode (DESIGN §4): act in ``X-Workspace-Id`` as ``X-User-Id``, with role admin."""
     headers = request.headers
     workspace_id = (
         headers.get("x-workspace-id")
         or request.query_params.get("workspace_id")
         or DEFAULT_WORKSPACE
     )
-    if not await services.workspaces.exists(workspace_id):
+    if not await _services(request).workspaces.exists(workspace_id):
         raise NotFound(f"workspace {workspace_id} not found", code="workspace_not_found")
     actor = headers.get("x-user-id") or headers.get("x-actor") or "anonymous"
+    return Caller(workspace_id=workspace_id, actor=actor[:200], request_id=_request_id(request))
+
+
+async def _key_caller(request: Request, secret: str) -> Caller:
+    """An API key's caller: its workspace and role; its id is the actor, unless the key may
+    impersonate and the request names one (``X-User-Id`` / ``X-Actor``)."""
+    key = await _services(request).keys.authenticate(secret)
+    actor = key["id"]
+    if key["can_impersonate"]:
+        actor = request.headers.get("x-user-id") or request.headers.get("x-actor") or actor
     return Caller(
-        workspace_id=workspace_id,
+        workspace_id=key["workspace_id"],
         actor=actor[:200],
-        request_id=request.scope.get("state", {}).get("request_id"),
+        request_id=_request_id(request),
+        role=key["role"],
     )
+
+
+async def _authenticated(request: Request) -> Caller:
+    """An API key's caller, or open mode's while no key exists; 401 otherwise. Runner tokens
+    reach only their run's runner endpoints (403 here)."""
+    secret = _bearer(request)
+    if secret is None:
+        if await _services(request).keys.open_mode():
+            return await _open_caller(request)
+        raise Unauthorized("this server needs an API key: Authorization: Bearer ryk_...")
+    if looks_like_token(secret):
+        raise Forbidden("a runner token reaches only its own run's runner endpoints")
+    return await _key_caller(request, secret)
+
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _caller(request: Request) -> Caller:
+    """The caller of a user endpoint: runner keys are refused, viewer keys only read."""
+    caller = await _authenticated(request)
+    if caller.role == "runner":
+        raise Forbidden("a runner key reaches only the runner API")
+    if caller.role == "viewer" and request.method not in READ_METHODS:
+        raise Forbidden("a viewer key is read-only")
+    return caller
+
+
+async def _admin(request: Request) -> Caller:
+    caller = await _authenticated(request)
+    if caller.role != "admin":
+        raise Forbidden("this needs an admin key")
+    return caller
+
+
+RUNNER_ROLES = frozenset({"runner", "member", "admin"})
+
+
+async def _runner_caller(request: Request) -> Caller:
+    """Who may claim runs: runner, member and admin keys (and open mode)."""
+    caller = await _authenticated(request)
+    if caller.role not in RUNNER_ROLES:
+        raise Forbidden(f"a {caller.role} key cannot act as a runner")
+    return caller
 
 
 LEASE_ID = re.compile(r"^lse_[0-9A-Z]{26}$")
@@ -68,25 +139,27 @@ async def _runner_auth(request: Request) -> RunnerAuth:
             "X-Runyard-Lease is not a lease id",
             errors=[{"loc": ["header", "X-Runyard-Lease"], "msg": "expected lse_<ULID>"}],
         )
-    authorization = request.headers.get("authorization", "")
-    scheme, _, credential = authorization.partition(" ")
-    if not authorization:
-        return RunnerAuth(await _caller(request), lease_id)
-    if scheme.lower() != "bearer" or not looks_like_token(credential.strip()):
-        raise Unauthorized("runner endpoints take a runner token: Authorization: Bearer <token>")
-    claims = _services(request).tokens.verify(credential.strip())
+    credential = _bearer(request)
+    if credential is None or not looks_like_token(credential):
+        return RunnerAuth(await _runner_caller(request), lease_id)  # a key, or open mode
+    claims = _services(request).tokens.verify(credential)
     run_id = request.path_params.get("run_id")
     if run_id is not None and run_id != claims["sub"]:
         raise Forbidden(f"this runner token is for run {claims['sub']}, not {run_id}")
     caller = Caller(
         workspace_id=str(claims.get("ws", DEFAULT_WORKSPACE)),
         actor=f"runner:{claims['sub']}",
-        request_id=request.scope.get("state", {}).get("request_id"),
+        request_id=_request_id(request),
+        role="runner",
     )
     token_lease = claims.get("lease")
     if lease_id is not None and token_lease is not None and lease_id != token_lease:
         raise Forbidden("X-Runyard-Lease names another lease than this runner token's")
     return RunnerAuth(caller, token_lease or lease_id)
+
+
+async def _keys(request: Request) -> ApiKeyService:
+    return _services(request).keys
 
 
 async def _artifacts(request: Request) -> ArtifactService:
@@ -107,6 +180,9 @@ async def _pipelines(request: Request) -> PipelineService:
 
 ServicesDep = Annotated[Services, Depends(_services_dep)]
 CallerDep = Annotated[Caller, Depends(_caller)]
+AdminDep = Annotated[Caller, Depends(_admin)]
+RunnerCallerDep = Annotated[Caller, Depends(_runner_caller)]
+ApiKeyServiceDep = Annotated[ApiKeyService, Depends(_keys)]
 RunServiceDep = Annotated[RunService, Depends(_runs)]
 PipelineServiceDep = Annotated[PipelineService, Depends(_pipelines)]
 RunnerAuthDep = Annotated[RunnerAuth, Depends(_runner_auth)]

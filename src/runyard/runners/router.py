@@ -24,7 +24,13 @@ from runyard.events.schemas import (
 )
 from runyard.events.service import NewEvent
 from runyard.http.body import read_limited
-from runyard.http.deps import CallerDep, RunnerAuthDep, RunnerServiceDep, RunServiceDep
+from runyard.http.deps import (
+    CallerDep,
+    RunnerAuthDep,
+    RunnerCallerDep,
+    RunnerServiceDep,
+    RunServiceDep,
+)
 from runyard.http.errors import problem_responses
 from runyard.http.responses import json_response
 from runyard.problems import BadRequest, InvalidInput, PayloadTooLarge, ReservedEventType
@@ -131,7 +137,7 @@ def parse_events(raw: bytes) -> list[NewEvent]:
     responses={**problem_responses(400, 404), 204: {"description": "No run to claim"}},
 )
 async def claim(
-    body: ClaimRequest, request: Request, caller: CallerDep, runners: RunnerServiceDep
+    body: ClaimRequest, request: Request, caller: RunnerCallerDep, runners: RunnerServiceDep
 ) -> Response:
     claimed = await runners.claim(caller, body, gone=request.is_disconnected)
     if claimed is None:
