@@ -15,6 +15,7 @@ from runyard.auth.router import router as keys_router
 from runyard.container import Services
 from runyard.events.router import router as events_router
 from runyard.http.errors import install_error_handlers
+from runyard.http.idempotency import IdempotencyMiddleware, StoreRef
 from runyard.http.middleware import RequestContextMiddleware
 from runyard.http.responses import json_response
 from runyard.observability.metrics import Metrics
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings, metrics)
         app.state.services = services
+        idempotency.store = services.idempotency
         try:
             yield
         finally:
@@ -48,7 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         redoc_url=None,
     )
-    app.add_middleware(
+    idempotency = StoreRef()
+    app.add_middleware(IdempotencyMiddleware, store=idempotency)
+    app.add_middleware(  # added last: the outermost
         RequestContextMiddleware,
         metrics=metrics,
         max_request_bytes=settings.max_request_bytes,

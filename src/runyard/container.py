@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from runyard.broker import Broker, broker_from_url
 from runyard.db.engine import Database
 from runyard.db.migrate import upgrade
 from runyard.events.service import EventService
+from runyard.idempotency.service import IdempotencyStore
 from runyard.observability.metrics import Metrics
 from runyard.observability.service import OperationsService
 from runyard.pipelines.service import PipelineService
@@ -28,6 +30,8 @@ from runyard.settings import Settings
 from runyard.worker.execution import WorkerTools
 from runyard.worker.loop import EmbeddedWorker
 from runyard.workspaces.service import WorkspaceService
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Services:
     blobs: BlobStore
     artifacts: ArtifactService
     keys: ApiKeyService
+    idempotency: IdempotencyStore
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
@@ -89,6 +94,7 @@ class Services:
             blobs,
             artifacts,
             ApiKeyService(db, audit),
+            IdempotencyStore(db),
         )
         pusher = Pusher(
             runs,
@@ -101,6 +107,7 @@ class Services:
         services._tasks.append(asyncio.create_task(pusher.run_forever()))
         interval = sweep_interval(settings.lease_seconds)
         services._tasks.append(asyncio.create_task(sweep_forever(runs, interval)))
+        services._tasks.append(asyncio.create_task(_purge_forever(services.idempotency)))
         if settings.worker_enabled:
             tools = WorkerTools(
                 artifacts,
@@ -131,3 +138,16 @@ class Services:
             await client.aclose()
         await self.broker.close()
         await self.db.dispose()
+
+
+PURGE_SECONDS = 300.0
+
+
+async def _purge_forever(store: IdempotencyStore) -> None:
+    """Drop idempotency keys past their 24 h (expired ones are ignored before that anyway)."""
+    while True:
+        await asyncio.sleep(PURGE_SECONDS)
+        try:
+            await store.purge_expired()
+        except Exception:
+            log.exception("purging expired idempotency keys failed")

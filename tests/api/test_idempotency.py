@@ -1,0 +1,84 @@
+"""Idempotency-Key (DESIGN §3, §15): replays, mismatches, and one effect under concurrency."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.support import assert_problem, make_pipeline, make_run
+
+pytestmark = pytest.mark.anyio
+
+
+async def count_runs(client: httpx.AsyncClient) -> int:
+    return len((await client.get("/v1/runs", params={"limit": 200})).json()["data"])
+
+
+async def test_a_retried_create_returns_the_first_answer(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    key = {"Idempotency-Key": "create-1"}
+    body = {"pipeline": "deploy", "input": {"n": 1}}
+    first = await client.post("/v1/runs", json=body, headers=key)
+    again = await client.post("/v1/runs", json=body, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert await count_runs(client) == 1
+
+    other = await client.post("/v1/runs", json={**body, "input": {"n": 2}}, headers=key)
+    assert_problem(other, 409, "idempotency_key_reused")
+    fresh = await client.post("/v1/runs", json=body, headers={"Idempotency-Key": "create-2"})
+    assert fresh.status_code == 201 and fresh.json()["id"] != first.json()["id"]
+    assert await count_runs(client) == 2
+
+
+async def test_a_key_belongs_to_its_principal_and_path(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    body = {"pipeline": "deploy"}
+    alice = await client.post(
+        "/v1/runs", json=body, headers={"Idempotency-Key": "k", "X-User-Id": "alice"}
+    )
+    bob = await client.post(
+        "/v1/runs", json=body, headers={"Idempotency-Key": "k", "X-User-Id": "bob"}
+    )
+    assert alice.json()["id"] != bob.json()["id"]
+    cancelled = await client.post(
+        f"/v1/runs/{alice.json()['id']}/cancel", json={}, headers={"Idempotency-Key": "k"}
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["result"] == "cancelled"
+    again = await client.post(
+        f"/v1/runs/{alice.json()['id']}/cancel", json={}, headers={"Idempotency-Key": "k"}
+    )
+    assert again.json() == cancelled.json()  # the first answer, not "already_terminal"
+    assert_problem(
+        await client.post("/v1/runs", json=body, headers={"Idempotency-Key": "x" * 256}),
+        400,
+        "invalid_input",
+    )
+
+
+async def test_concurrent_requests_with_one_key_have_one_effect(client: httpx.AsyncClient) -> None:
+    await make_pipeline(client)
+    run = await make_run(client)
+    await client.post(f"/v1/runner/runs/{run['id']}/status", json={"status": "running"})
+    batch = {"events": [{"type": "log", "data": {"i": i}} for i in range(5)]}
+    headers = {"Idempotency-Key": "batch-7"}
+    answers = await asyncio.gather(
+        *(
+            client.post(f"/v1/runner/runs/{run['id']}/events", json=batch, headers=headers)
+            for _ in range(20)
+        )
+    )
+    statuses = sorted({a.status_code for a in answers})
+    assert set(statuses) <= {200, 409}, statuses
+    ok = [a.json() for a in answers if a.status_code == 200]
+    assert ok and all(a == ok[0] for a in ok)  # one append, replayed to the others
+    for refused in (a for a in answers if a.status_code == 409):
+        assert refused.json()["code"] == "idempotency_in_progress"
+        assert refused.headers["retry-after"] == "1"
+    logs = await client.get(f"/v1/runs/{run['id']}/events", params={"type": "log"})
+    assert len(logs.json()["data"]) == 5
+    retry = await client.post(f"/v1/runner/runs/{run['id']}/events", json=batch, headers=headers)
+    assert retry.json() == ok[0]
