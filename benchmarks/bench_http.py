@@ -66,6 +66,25 @@ def setup_runs(
     return asyncio.run(_setup_runs(server, api, headers, count, status))
 
 
+def make_api_key(server: Server, headers: Headers) -> str:
+    """An admin API key made in open mode (which it ends); its secret."""
+
+    async def make() -> str:
+        conn = RawConnection(server.host, server.port, headers)
+        try:
+            body = {"name": "benchmark", "role": "admin"}
+            response = await conn.request("POST", "/v1/api-keys", body)
+            if response.status != 201:
+                raise RuntimeError(
+                    f"create API key: HTTP {response.status}: {response.body[:200]!r}"
+                )
+            return str(response.json()["secret"])
+        finally:
+            await conn.close()
+
+    return asyncio.run(make())
+
+
 def bench_create(
     pool: Executor, server: Server, api: apis.Api, cfg: LoadConfig, clients: int
 ) -> tuple[LoadResult, float]:

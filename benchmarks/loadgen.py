@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 
 from benchmarks.httpraw import RawConnection
 
+#: a header value replaced, in every request sent, by a value unique to that request
+UNIQUE = b"@@unique@@"
+
 
 @dataclass(frozen=True)
 class RequestSpec:
@@ -139,9 +142,12 @@ async def _worker(
     i = 0
     n = len(plan)
     now = clock()
+    unique = UNIQUE in plan[0]
     while now < deadline:
         raw = plan[i % n]
         i += 1
+        if unique:  # a fresh Idempotency-Key per request
+            raw = raw.replace(UNIQUE, b"%x-%d" % (id(conn), i))
         try:
             response = await conn.send(raw)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:

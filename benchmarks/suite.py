@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import apis, bench_claim, bench_http, bench_runners, bench_sse, servers
-from benchmarks.loadgen import LoadResult
+from benchmarks.loadgen import UNIQUE, LoadResult
 from benchmarks.sdk_runner import sdk_runner_process
 
-BENCHMARKS = ("create", "ingest", "get", "claim", "runners", "sdk", "sse", "rss")
+BENCHMARKS = ("create", "ingest", "get", "claim", "runners", "sdk", "sse", "rss", "auth")
 LOAD_KEYS = ("create1", "create32", "get32", "ingest", "rss")
 LoadBench = Callable[..., tuple[LoadResult, float]]
 
@@ -178,6 +178,27 @@ def _measure(
     if "rss" in opts.only:
         time.sleep(opts.idle_seconds)
         m.rss_after = server.rss_bytes()
+    if is_target and "auth" in opts.only:  # last: its API key ends open mode on this server
+        if "create1" not in m.load:
+            load("create1", bench_http.bench_create, 1)
+            load("create32", bench_http.bench_create, 32)
+        _progress(f"{server.name}: create with an API key and Idempotency-Key")
+
+        def keyed() -> None:
+            secret = bench_http.make_api_key(server, headers)
+            keyed_cfg = bench_http.LoadConfig(
+                opts.load_seconds,
+                opts.warmup,
+                (
+                    *(h for h in headers if h[0].lower() != "authorization"),
+                    ("Authorization", f"Bearer {secret}"),
+                    ("Idempotency-Key", UNIQUE.decode()),
+                ),
+            )
+            for key, clients in (("create1_auth", 1), ("create32_auth", 32)):
+                m.load[key] = bench_http.bench_create(pool, server, api, keyed_cfg, clients)
+
+        _attempt(m, "auth", keyed)
     return m
 
 

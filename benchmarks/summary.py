@@ -69,6 +69,31 @@ def _load_row(
     )
 
 
+def _auth_rows(result: SuiteResult) -> list[Row]:
+    """Create with an API key and a fresh Idempotency-Key per request, against the same
+    server's open-mode create measured just before (target: at least 80 % of it)."""
+    rows = []
+    for clients in (1, 32):
+        label = f"create run + key + Idempotency-Key, {clients} client{'s' if clients > 1 else ''}"
+        keyed, plain = (
+            _load(result.target, f"create{clients}_auth"),
+            _load(result.target, f"create{clients}"),
+        )
+        if keyed is None or plain is None:
+            why = _why(result.target, "auth", result.blocked)
+            rows.append(Row(label, "n/a", ">= 80% of no key", "", None, why))
+            continue
+        (res, server_cpu), reference = keyed, plain[0].rate
+        errors = f"; {res.errors} errors: {res.error_samples[0][:80]}" if res.errors else ""
+        note = (
+            f"{ratio(res.rate, reference)} of {rate(reference)} without them (same server); "
+            f"p50 {res.p50_ms:.2f} ms, p99 {res.p99_ms:.2f} ms; server CPU {server_cpu:.0%}{errors}"
+        )
+        passed = res.errors == 0 and res.rate >= 0.8 * reference
+        rows.append(Row(label, rate(res.rate), ">= 80% of no key", "", passed, note))
+    return rows
+
+
 def _errors_row(result: SuiteResult) -> Row:
     runs = [_load(result.target, k) for k in ("create1", "create32")]
     measured = [r[0] for r in runs if r is not None]
@@ -167,6 +192,8 @@ def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
             _load_row("create run, 32 clients", "create32", ">= 1,500/s", 1500, result, False)
         )
         rows.append(_errors_row(result))
+    if "auth" in opts.only:
+        rows.extend(_auth_rows(result))
     if "ingest" in opts.only:
         label = f"event ingest, batch {opts.ingest_batch}, {opts.ingest_clients} clients"
         rows.append(_load_row(label, "ingest", ">= 80% of bare", None, result, True))

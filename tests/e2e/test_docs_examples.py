@@ -115,3 +115,11 @@ def test_the_auth_walk_through_runs_as_documented(server: str, tmp_path: Path) -
         ("bootstrap", False),
     ]
     assert "\n401\n" in stdout  # the last request, without a key
+
+
+def test_the_idempotency_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    stdout, _ = run_doc(server, "idempotency.md", tmp_path)
+    created = [orjson.loads(line) for line in stdout.splitlines() if '"object":"run"' in line]
+    assert len(created) == 2 and created[0] == created[1]
+    runs = httpx.get(f"{server}/v1/runs", params={"pipeline": "nightly"}).json()["data"]
+    assert [r["id"] for r in runs] == [created[0]["id"]]
