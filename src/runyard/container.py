@@ -136,6 +136,7 @@ class Services:
                 await task
         for client in self._clients:
             await client.aclose()
+        await self.idempotency.close()
         await self.broker.close()
         await self.db.dispose()
 

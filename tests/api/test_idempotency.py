@@ -4,7 +4,10 @@ import asyncio
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
+from runyard.app import create_app
+from runyard.settings import Settings
 from tests.support import assert_problem, make_pipeline, make_run
 
 pytestmark = pytest.mark.anyio
@@ -82,3 +85,22 @@ async def test_concurrent_requests_with_one_key_have_one_effect(client: httpx.As
     assert len(logs.json()["data"]) == 5
     retry = await client.post(f"/v1/runner/runs/{run['id']}/events", json=batch, headers=headers)
     assert retry.json() == ok[0]
+
+
+async def test_answers_outlive_a_restart(settings: Settings) -> None:
+    body = {"pipeline": "deploy"}
+    key = {"Idempotency-Key": "before-restart"}
+    first_app = create_app(settings)
+    async with LifespanManager(first_app):
+        transport = httpx.ASGITransport(app=first_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
+            await make_pipeline(client)
+            first = (await client.post("/v1/runs", json=body, headers=key)).json()
+    second_app = create_app(settings)
+    async with LifespanManager(second_app):
+        transport = httpx.ASGITransport(app=second_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+            again = await client.post("/v1/runs", json=body, headers=key)
+            assert again.headers["idempotent-replayed"] == "true"
+            assert again.json() == first
+            assert await count_runs(client) == 1

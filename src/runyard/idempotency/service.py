@@ -2,13 +2,21 @@
 to every retry of it; a retry with another body is 409; a retry while the first is still being
 handled is 409 ``idempotency_in_progress``.
 
-A key is claimed (``in_progress``) in its own committed transaction before the request runs,
-so of two concurrent requests with one key exactly one runs. A claim whose request never
-finished (the server died mid-way) is taken over after :data:`ABANDONED_SECONDS`.
+On PostgreSQL (replicas share keys) a key is claimed (``in_progress``) in its own committed
+transaction before the request runs, so of two concurrent requests with one key exactly one
+runs; a claim whose request never finished (the server died mid-way) is taken over after
+:data:`ABANDONED_SECONDS`. On SQLite the server is the only writer, so claims are held in
+memory and finished answers are written in batches (group commit): a key costs the request
+one read and a share of one write instead of two writes. The price: answers finished within
+a few milliseconds before a crash are forgotten, and their retries run again — the same as a
+claim abandoned mid-way on PostgreSQL.
 """
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +27,9 @@ from runyard.idempotency.tables import idempotency_keys as keys
 
 TTL = timedelta(hours=24)
 ABANDONED_SECONDS = 60
+GROUP_COMMIT_SECONDS = 0.01
+_BY_ID = sa.select(keys).where(keys.c.id == sa.bindparam("_id"))  # built once: it runs a lot
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +49,47 @@ class Outcome:
     stored: Stored | None = None
 
 
+def _decide(fingerprint: str, known: str, stored: Stored | None) -> Outcome:
+    if known != fingerprint:
+        return Outcome("mismatch")
+    return Outcome("replay", stored) if stored is not None else Outcome("in_progress")
+
+
 class IdempotencyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.local = db.is_sqlite
+        self._running: dict[str, str] = {}  # key -> fingerprint (SQLite)
+        self._finished: dict[str, tuple[str, Stored]] = {}  # answered, not yet written
+        self._writer: asyncio.Task[None] | None = None
 
     async def begin(self, key_id: str, fingerprint: str) -> Outcome:
+        if not self.local:
+            return await self._begin_shared(key_id, fingerprint)
+        if key_id in self._running:
+            return _decide(fingerprint, self._running[key_id], None)
+        if key_id in self._finished:
+            known, stored = self._finished[key_id]
+            return _decide(fingerprint, known, stored)
+        self._running[key_id] = fingerprint  # claimed before the read: no second claimer
+        try:
+            async with self.db.read() as conn:
+                existing = (await conn.execute(_BY_ID, {"_id": key_id})).first()
+        except BaseException:
+            del self._running[key_id]
+            raise
+        if existing is None or existing.expires_at <= utcnow() or existing.state != "done":
+            return Outcome("run")
+        del self._running[key_id]
+        stored = Stored(
+            existing.status_code,
+            existing.content_type,
+            existing.location,
+            bytes(existing.body or b""),
+        )
+        return _decide(fingerprint, existing.fingerprint, stored)
+
+    async def _begin_shared(self, key_id: str, fingerprint: str) -> Outcome:
         now = utcnow()
         row = {
             "id": key_id,
@@ -86,6 +133,11 @@ class IdempotencyStore:
         return Outcome("in_progress")
 
     async def complete(self, key_id: str, stored: Stored) -> None:
+        if self.local:
+            self._finished[key_id] = (self._running.pop(key_id), stored)
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write_finished())
+            return
         async with self.db.write() as tx:
             await tx.conn.execute(
                 sa.update(keys)
@@ -101,6 +153,9 @@ class IdempotencyStore:
 
     async def abandon(self, key_id: str) -> None:
         """Forget a claim whose request did not produce a storable answer (a 5xx, a stream)."""
+        if self.local:
+            self._running.pop(key_id, None)
+            return
         async with self.db.write() as tx:
             await tx.conn.execute(sa.delete(keys).where(keys.c.id == key_id))
 
@@ -108,3 +163,43 @@ class IdempotencyStore:
         async with self.db.write() as tx:
             doomed = sa.select(keys.c.id).where(keys.c.expires_at < utcnow()).limit(limit)
             await tx.conn.execute(sa.delete(keys).where(keys.c.id.in_(doomed)))
+
+    async def _write_finished(self) -> None:
+        """Write the answers finished so far in one transaction, until none are left (after
+        :data:`GROUP_COMMIT_SECONDS`, so that answers arriving together share a write)."""
+        await asyncio.sleep(GROUP_COMMIT_SECONDS)
+        while self._finished:
+            batch = dict(self._finished)
+            now = utcnow()
+            rows: list[dict[str, Any]] = [
+                {
+                    "id": key_id,
+                    "fingerprint": fingerprint,
+                    "state": "done",
+                    "status_code": stored.status_code,
+                    "content_type": stored.content_type,
+                    "location": stored.location,
+                    "body": stored.body,
+                    "created_at": now,
+                    "expires_at": now + TTL,
+                }
+                for key_id, (fingerprint, stored) in batch.items()
+            ]
+            try:
+                async with self.db.write() as tx:  # an expired row of the same key goes first
+                    await tx.conn.execute(sa.delete(keys).where(keys.c.id.in_(list(batch))))
+                    await tx.conn.insert_many(keys, rows)
+            except Exception:
+                log.exception("writing %d idempotency answers failed; retrying", len(rows))
+                await asyncio.sleep(1)
+                continue
+            for key_id, entry in batch.items():
+                if self._finished.get(key_id) is entry:
+                    del self._finished[key_id]
+
+    async def close(self) -> None:
+        """Write what is still in memory (at shutdown)."""
+        if self._writer is not None:
+            await self._writer
+        if self._finished:
+            await self._write_finished()
