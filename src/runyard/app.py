@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, Response
 from runyard import __version__
 from runyard.artifacts.router import router as artifacts_router
 from runyard.artifacts.router import runner_router as artifact_uploads_router
+from runyard.audit.router import router as audit_router
 from runyard.auth.router import router as keys_router
 from runyard.container import Services
 from runyard.events.router import router as events_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pipelines_router,
         operations_router,
         keys_router,
+        audit_router,
     ):
         app.include_router(router)
 

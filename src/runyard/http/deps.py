@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from runyard.artifacts.service import ArtifactService
+from runyard.audit.service import AuditService
 from runyard.auth.service import ApiKeyService
 from runyard.container import Services
 from runyard.context import Caller
@@ -158,6 +159,10 @@ async def _runner_auth(request: Request) -> RunnerAuth:
     return RunnerAuth(caller, token_lease or lease_id)
 
 
+async def _audit(request: Request) -> AuditService:
+    return _services(request).audit
+
+
 async def _keys(request: Request) -> ApiKeyService:
     return _services(request).keys
 
@@ -183,6 +188,7 @@ CallerDep = Annotated[Caller, Depends(_caller)]
 AdminDep = Annotated[Caller, Depends(_admin)]
 RunnerCallerDep = Annotated[Caller, Depends(_runner_caller)]
 ApiKeyServiceDep = Annotated[ApiKeyService, Depends(_keys)]
+AuditServiceDep = Annotated[AuditService, Depends(_audit)]
 RunServiceDep = Annotated[RunService, Depends(_runs)]
 PipelineServiceDep = Annotated[PipelineService, Depends(_pipelines)]
 RunnerAuthDep = Annotated[RunnerAuth, Depends(_runner_auth)]
