@@ -16,7 +16,7 @@ from runyard.auth.router import router as keys_router
 from runyard.container import Services
 from runyard.events.router import router as events_router
 from runyard.http.errors import install_error_handlers
-from runyard.http.idempotency import IdempotencyMiddleware, StoreRef
+from runyard.http.idempotency import IdempotencyMiddleware, Ports
 from runyard.http.middleware import RequestContextMiddleware
 from runyard.http.responses import json_response
 from runyard.observability.metrics import Metrics
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = await Services.start(settings, metrics)
         app.state.services = services
         idempotency.store = services.idempotency
+        idempotency.services = services
         try:
             yield
         finally:
@@ -51,8 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         redoc_url=None,
     )
-    idempotency = StoreRef()
-    app.add_middleware(IdempotencyMiddleware, store=idempotency)
+    idempotency = Ports(max_body=settings.max_request_bytes)
+    app.add_middleware(IdempotencyMiddleware, ports=idempotency)
     app.add_middleware(  # added last: the outermost
         RequestContextMiddleware,
         metrics=metrics,

@@ -4,11 +4,14 @@ import asyncio
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 from runyard.app import create_app
+from runyard.idempotency.tables import idempotency_keys
 from runyard.settings import Settings
-from tests.support import assert_problem, make_pipeline, make_run
+from tests.support import SSEReader, assert_problem, make_pipeline, make_run
 
 pytestmark = pytest.mark.anyio
 
@@ -104,3 +107,39 @@ async def test_answers_outlive_a_restart(settings: Settings) -> None:
             assert again.headers["idempotent-replayed"] == "true"
             assert again.json() == first
             assert await count_runs(client) == 1
+
+
+async def test_a_replay_needs_the_same_valid_credentials(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await make_pipeline(client)
+    key = {"Idempotency-Key": "open-mode-create"}
+    first = await client.post("/v1/runs", json={"pipeline": "deploy"}, headers=key)
+    assert first.status_code == 201
+    made = await client.post("/v1/api-keys", json={"name": "a", "role": "admin"}, headers=key)
+    assert made.status_code == 201  # answers with secrets are never stored, nor replayed
+    async with app.state.services.db.read() as conn:
+        stored = (await conn.execute(sa.select(idempotency_keys.c.body))).all()
+    assert all(b"ryk_" not in bytes(row.body or b"") for row in stored)
+    # open mode is over: the stored open-mode answer is not handed to an anonymous retry
+    again = await client.post("/v1/runs", json={"pipeline": "deploy"}, headers=key)
+    assert_problem(again, 401, "unauthorized")
+    secret = made.json()["secret"]
+    as_key = {**key, "Authorization": f"Bearer {secret}"}
+    fresh = await client.post("/v1/runs", json={"pipeline": "deploy"}, headers=as_key)
+    assert fresh.status_code == 201 and fresh.json()["id"] != first.json()["id"]
+
+
+async def test_create_and_stream_is_not_cut_short_by_a_key(live: httpx.AsyncClient) -> None:
+    await make_pipeline(live)
+    body = {"pipeline": "deploy", "stream": True, "id": "run_streamed00000000000000001"}
+    headers = {"Idempotency-Key": "stream-1"}
+    async with live.stream("POST", "/v1/runs", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        frames = SSEReader(response).frames()
+        assert (await anext(frames)).event == "run.created"
+        for status in ("running", "completed"):
+            await live.post(f"/v1/runner/runs/{body['id']}/status", json={"status": status})
+        async with asyncio.timeout(10):
+            events = [frame.event async for frame in frames]
+    assert events[-2:] == ["run.completed", "stream.end"]

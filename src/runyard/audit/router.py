@@ -47,6 +47,7 @@ async def list_audit(
     actor: str | None = None,
     target_type: str | None = Query(None, description="run, pipeline, api_key, ..."),
     target_id: str | None = None,
+    target: str | None = Query(None, description="The target's id (same as target_id)."),
 ) -> Response:
     page = await audit.list_page(
         caller,
@@ -55,6 +56,6 @@ async def list_audit(
         action=action,
         actor=actor,
         target_type=target_type,
-        target_id=target_id,
+        target_id=target_id or target,
     )
     return json_response(page)

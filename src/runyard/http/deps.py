@@ -142,7 +142,13 @@ async def _runner_auth(request: Request) -> RunnerAuth:
         )
     credential = _bearer(request)
     if credential is None or not looks_like_token(credential):
-        return RunnerAuth(await _runner_caller(request), lease_id)  # a key, or open mode
+        caller = await _runner_caller(request)  # a key, or open mode
+        if credential is not None and lease_id is None:  # a key: fencing needs the lease
+            raise InvalidInput(
+                "a runner calling with an API key names its lease in X-Runyard-Lease",
+                errors=[{"loc": ["header", "X-Runyard-Lease"], "msg": "Field required"}],
+            )
+        return RunnerAuth(caller, lease_id)
     claims = _services(request).tokens.verify(credential)
     run_id = request.path_params.get("run_id")
     if run_id is not None and run_id != claims["sub"]:

@@ -1,21 +1,42 @@
 """``Idempotency-Key`` on POSTs (DESIGN §3, §15), as pure ASGI around the app.
 
-The key is scoped to the principal (the credential, or open mode's workspace and user), the
-method and the path; the body and query make the fingerprint. The first answer (any status
-below 500, not a stream) is stored and replayed with ``Idempotent-Replayed: true``.
-Multipart uploads are not covered (their bodies are streamed, not fingerprinted).
+A key is scoped to the *authenticated* principal (an API key's id, a runner token's run and
+lease, or open mode's workspace and user — resolved here, before anything is replayed, so a
+request that would fail authentication never gets a stored answer), the method and the
+path; the body and query make the fingerprint. The first final answer (below 500, and not
+401/402/403/408/429, which may change) is stored and replayed with
+``Idempotent-Replayed: true``.
+
+Not covered (the header is ignored): streams (``"stream": true`` or ``Accept:
+text/event-stream``), uploads (multipart, ``/artifacts``), bodies over the request limit,
+and answers that carry secrets (API keys, claims and runner tokens), which are never stored.
 """
 
 import hashlib
 import re
+from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runyard.http.errors import problem_response
 from runyard.idempotency.service import IdempotencyStore, Stored
+from runyard.problems import DomainError
 
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_NOT_COVERED = re.compile(r"^/v1/(api-keys|runner/claim|runner/runs/[^/]+/(token|artifacts))$")
+_NOT_FINAL = frozenset({401, 402, 403, 408, 429})
+
+
+@dataclass
+class Ports:
+    """What the middleware needs from the running services (set when the app starts)."""
+
+    store: IdempotencyStore | None = None
+    services: Any = None
+    max_body: int = 8 * 1024 * 1024
 
 
 def _problem(scope: Scope, status: int, code: str, title: str, detail: str) -> ASGIApp:
@@ -27,9 +48,9 @@ def _problem(scope: Scope, status: int, code: str, title: str, detail: str) -> A
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, store: "StoreRef") -> None:
+    def __init__(self, app: ASGIApp, ports: Ports) -> None:
         self.app = app
-        self.store = store
+        self.ports = ports
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -37,114 +58,167 @@ class IdempotencyMiddleware:
             return
         headers = Headers(scope=scope)
         key = headers.get("idempotency-key")
-        content_type = headers.get("content-type", "")
-        if key is None or content_type.startswith("multipart/"):
+        if key is None or not self._covered(scope, headers):
             await self.app(scope, receive, send)
             return
         if not _VALID_KEY.match(key):
             await _problem(
-                scope,
-                400,
-                "invalid_input",
-                "Invalid input",
+                scope, 400, "invalid_input", "Invalid input",
                 "Idempotency-Key is 1-255 printable ASCII characters",
-            )(scope, receive, send)
+            )(scope, receive, send)  # fmt: skip
             return
-        body, disconnected = await _read_body(receive)
+        principal = await self._principal(scope, headers)
+        if principal is None:  # the app answers 401/403 itself; nothing is stored or replayed
+            await self.app(scope, receive, send)
+            return
+        body, digest, disconnected = await _read_body(receive)
         if disconnected:
             return
-        principal = headers.get("authorization") or (
-            f"open:{headers.get('x-workspace-id', '')}:{headers.get('x-user-id', '')}"
-        )
+        if _wants_stream(body):
+            await self.app(scope, _replaying(body, receive), send)
+            return
+        store = self.ports.store
+        assert store is not None, "set at startup"
         key_id = _sha(principal, scope["method"], scope["path"], key)
-        fingerprint = _sha(scope.get("query_string", b"").decode("latin-1"), body.hex())
-        store = self.store.get()
+        fingerprint = _sha(scope.get("query_string", b"").decode("latin-1"), digest)
         outcome = await store.begin(key_id, fingerprint)
         if outcome.action == "mismatch":
             await _problem(
-                scope,
-                409,
-                "idempotency_key_reused",
-                "Idempotency key reused",
+                scope, 409, "idempotency_key_reused", "Idempotency key reused",
                 "this Idempotency-Key was used with another request body",
-            )(scope, receive, send)
+            )(scope, receive, send)  # fmt: skip
             return
         if outcome.action == "in_progress":
             await _problem(
-                scope,
-                409,
-                "idempotency_in_progress",
-                "Request in progress",
+                scope, 409, "idempotency_in_progress", "Request in progress",
                 "a request with this Idempotency-Key is still being handled; retry shortly",
-            )(scope, receive, send)
+            )(scope, receive, send)  # fmt: skip
             return
         if outcome.stored is not None:
             await _replay(outcome.stored, send)
             return
-        await self._run(scope, body, send, store, key_id)
+        await self._run(scope, _replaying(body, receive), send, store, key_id, outcome.token)
+
+    def _covered(self, scope: Scope, headers: Headers) -> bool:
+        if _NOT_COVERED.match(scope["path"]):
+            return False
+        if headers.get("content-type", "").startswith("multipart/"):
+            return False
+        if "text/event-stream" in headers.get("accept", ""):
+            return False
+        length = headers.get("content-length")
+        return not (length and length.isdigit() and int(length) > self.ports.max_body)
+
+    async def _principal(self, scope: Scope, headers: Headers) -> str | None:
+        """Who is asking, authenticated; None when the request would not pass authentication
+        (then no answer is replayed to it or stored for it)."""
+        services = self.ports.services
+        authorization = headers.get("authorization")
+        try:
+            if authorization is None:
+                if not await services.keys.open_mode():
+                    return None
+                workspace = headers.get("x-workspace-id") or _query(scope, "workspace_id")
+                user = headers.get("x-user-id") or headers.get("x-actor") or ""
+                return f"open:{workspace}:{user}"
+            scheme, _, credential = authorization.partition(" ")
+            credential = credential.strip()
+            if scheme.lower() != "bearer" or not credential:
+                return None
+            if credential.startswith("ryk_"):
+                row = await services.keys.authenticate(credential)
+                actor = (headers.get("x-user-id") or "") if row["can_impersonate"] else ""
+                return f"key:{row['id']}:{actor}"
+            claims = services.tokens.verify(credential)
+            return f"run:{claims['sub']}:{claims.get('lease')}"
+        except DomainError:
+            return None
 
     async def _run(
-        self, scope: Scope, body: bytes, send: Send, store: IdempotencyStore, key_id: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        store: IdempotencyStore,
+        key_id: str,
+        token: str,
     ) -> None:
-        sent_body = False
         status = 500
         kept: dict[str, str | None] = {"content_type": None, "location": None}
         chunks: list[bytes] = []
-        storable = True
-
-        async def receive_again() -> Message:
-            nonlocal sent_body
-            if not sent_body:
-                sent_body = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
 
         async def capture(message: Message) -> None:
-            nonlocal status, storable
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_headers = Headers(raw=message.get("headers", []))
                 kept["content_type"] = response_headers.get("content-type")
                 kept["location"] = response_headers.get("location")
-                if (kept["content_type"] or "").startswith("text/event-stream"):
-                    storable = False  # a stream is not replayable
-            elif message["type"] == "http.response.body" and storable:
+            elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
             await send(message)
 
         try:
-            await self.app(scope, receive_again, capture)
+            await self.app(scope, receive, capture)
         except BaseException:
-            await store.abandon(key_id)
+            await store.abandon(key_id, token)
             raise
-        if status >= 500 or not storable:
-            await store.abandon(key_id)
+        final = status < 500 and status not in _NOT_FINAL
+        if not final or (kept["content_type"] or "").startswith("text/event-stream"):
+            await store.abandon(key_id, token)
             return
-        await store.complete(
-            key_id, Stored(status, kept["content_type"], kept["location"], b"".join(chunks))
-        )
+        stored = Stored(status, kept["content_type"], kept["location"], b"".join(chunks))
+        await store.complete(key_id, token, stored)
 
 
-class StoreRef:
-    """The store, known once the app's lifespan has started its services."""
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """The app's ``receive``: the buffered body once, then the client's own messages (so a
+    disconnect is still seen by long-polls and streams)."""
+    delivered = False
 
-    def __init__(self) -> None:
-        self.store: IdempotencyStore | None = None
+    async def receive_again() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
 
-    def get(self) -> IdempotencyStore:
-        assert self.store is not None, "the idempotency store is set at startup"
-        return self.store
+    return receive_again
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+def _wants_stream(body: bytes) -> bool:
+    """A create-and-stream request (``"stream": true``): its answer cannot be replayed."""
+    if b'"stream"' not in body:
+        return False
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and document.get("stream") is True
+
+
+def _query(scope: Scope, name: str) -> str:
+    query: bytes = scope.get("query_string", b"")
+    for part in query.decode("latin-1").split("&"):
+        key, _, value = part.partition("=")
+        if key == name:
+            return value
+    return ""
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, str, bool]:
+    """The body, its sha256, and whether the client went away instead."""
     chunks: list[bytes] = []
+    digest = hashlib.sha256()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"", True
-        chunks.append(message.get("body", b""))
+            return b"", "", True
+        chunk = message.get("body", b"")
+        digest.update(chunk)
+        chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks), False
+            return b"".join(chunks), digest.hexdigest(), False
 
 
 async def _replay(stored: Stored, send: Send) -> None:

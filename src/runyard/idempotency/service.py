@@ -14,6 +14,7 @@ claim abandoned mid-way on PostgreSQL.
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,8 @@ from runyard.db.engine import Database
 from runyard.idempotency.tables import idempotency_keys as keys
 
 TTL = timedelta(hours=24)
-ABANDONED_SECONDS = 60
+ABANDONED_SECONDS = 300
+WRITE_ATTEMPTS = 5
 GROUP_COMMIT_SECONDS = 0.01
 _BY_ID = sa.select(keys).where(keys.c.id == sa.bindparam("_id"))  # built once: it runs a lot
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Outcome:
 
     action: str
     stored: Stored | None = None
+    token: str = ""  # the claim's own token: only its holder may complete or abandon it
 
 
 def _decide(fingerprint: str, known: str, stored: Stored | None) -> Outcome:
@@ -59,7 +62,7 @@ class IdempotencyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.local = db.is_sqlite
-        self._running: dict[str, str] = {}  # key -> fingerprint (SQLite)
+        self._running: dict[str, tuple[str, str]] = {}  # key -> (fingerprint, token) (SQLite)
         self._finished: dict[str, tuple[str, Stored]] = {}  # answered, not yet written
         self._writer: asyncio.Task[None] | None = None
 
@@ -67,11 +70,12 @@ class IdempotencyStore:
         if not self.local:
             return await self._begin_shared(key_id, fingerprint)
         if key_id in self._running:
-            return _decide(fingerprint, self._running[key_id], None)
+            return _decide(fingerprint, self._running[key_id][0], None)
         if key_id in self._finished:
             known, stored = self._finished[key_id]
             return _decide(fingerprint, known, stored)
-        self._running[key_id] = fingerprint  # claimed before the read: no second claimer
+        token = uuid.uuid4().hex
+        self._running[key_id] = (fingerprint, token)  # claimed before the read: no second one
         try:
             async with self.db.read() as conn:
                 existing = (await conn.execute(_BY_ID, {"_id": key_id})).first()
@@ -79,7 +83,7 @@ class IdempotencyStore:
             del self._running[key_id]
             raise
         if existing is None or existing.expires_at <= utcnow() or existing.state != "done":
-            return Outcome("run")
+            return Outcome("run", token=token)
         del self._running[key_id]
         stored = Stored(
             existing.status_code,
@@ -90,24 +94,30 @@ class IdempotencyStore:
         return _decide(fingerprint, existing.fingerprint, stored)
 
     async def _begin_shared(self, key_id: str, fingerprint: str) -> Outcome:
-        now = utcnow()
-        row = {
-            "id": key_id,
-            "fingerprint": fingerprint,
-            "state": "in_progress",
-            "created_at": now,
-            "expires_at": now + TTL,
-        }
-        for _ in range(3):  # an insert race, or taking over an expired or abandoned claim
+        """Claim the key with a committed row; take over an expired or abandoned claim only
+        if it is still the one that was read (compare-and-set on its token)."""
+        for _ in range(3):
+            now = utcnow()
+            token = uuid.uuid4().hex
+            claim = {
+                "fingerprint": fingerprint,
+                "state": "in_progress",
+                "claim_token": token,
+                "status_code": None,
+                "content_type": None,
+                "location": None,
+                "body": None,
+                "created_at": now,
+                "expires_at": now + TTL,
+            }
             try:
                 async with self.db.write() as tx:
-                    await tx.conn.execute(sa.insert(keys).values(**row))
-                return Outcome("run")
+                    await tx.conn.execute(sa.insert(keys).values(id=key_id, **claim))
+                return Outcome("run", token=token)
             except IntegrityError:
                 pass
             async with self.db.write() as tx:
-                found = await tx.conn.execute(sa.select(keys).where(keys.c.id == key_id))
-                existing = found.first()
+                existing = (await tx.conn.execute(_BY_ID, {"_id": key_id})).first()
                 if existing is None:
                     continue
                 stale = existing.expires_at <= now or (
@@ -115,33 +125,42 @@ class IdempotencyStore:
                     and (now - existing.created_at).total_seconds() > ABANDONED_SECONDS
                 )
                 if stale:
-                    await tx.conn.execute(sa.delete(keys).where(keys.c.id == key_id))
+                    taken = await tx.conn.execute(
+                        sa.update(keys)
+                        .where(keys.c.id == key_id, keys.c.claim_token == existing.claim_token)
+                        .values(**claim)
+                        .returning(keys.c.id)
+                    )
+                    if taken.first() is not None:
+                        return Outcome("run", token=token)
                     continue
                 if existing.fingerprint != fingerprint:
                     return Outcome("mismatch")
                 if existing.state != "done":
                     return Outcome("in_progress")
-                return Outcome(
-                    "replay",
-                    Stored(
-                        existing.status_code,
-                        existing.content_type,
-                        existing.location,
-                        bytes(existing.body or b""),
-                    ),
+                stored = Stored(
+                    existing.status_code,
+                    existing.content_type,
+                    existing.location,
+                    bytes(existing.body or b""),
                 )
+                return Outcome("replay", stored)
         return Outcome("in_progress")
 
-    async def complete(self, key_id: str, stored: Stored) -> None:
+    async def complete(self, key_id: str, token: str, stored: Stored) -> None:
         if self.local:
-            self._finished[key_id] = (self._running.pop(key_id), stored)
+            fingerprint, held = self._running.get(key_id, ("", ""))
+            if held != token:
+                return
+            del self._running[key_id]
+            self._finished[key_id] = (fingerprint, stored)
             if self._writer is None or self._writer.done():
                 self._writer = asyncio.create_task(self._write_finished())
             return
         async with self.db.write() as tx:
             await tx.conn.execute(
                 sa.update(keys)
-                .where(keys.c.id == key_id)
+                .where(keys.c.id == key_id, keys.c.claim_token == token)
                 .values(
                     state="done",
                     status_code=stored.status_code,
@@ -151,13 +170,16 @@ class IdempotencyStore:
                 )
             )
 
-    async def abandon(self, key_id: str) -> None:
+    async def abandon(self, key_id: str, token: str) -> None:
         """Forget a claim whose request did not produce a storable answer (a 5xx, a stream)."""
         if self.local:
-            self._running.pop(key_id, None)
+            if self._running.get(key_id, ("", ""))[1] == token:
+                del self._running[key_id]
             return
         async with self.db.write() as tx:
-            await tx.conn.execute(sa.delete(keys).where(keys.c.id == key_id))
+            await tx.conn.execute(
+                sa.delete(keys).where(keys.c.id == key_id, keys.c.claim_token == token)
+            )
 
     async def purge_expired(self, limit: int = 1000) -> None:
         async with self.db.write() as tx:
@@ -168,6 +190,7 @@ class IdempotencyStore:
         """Write the answers finished so far in one transaction, until none are left (after
         :data:`GROUP_COMMIT_SECONDS`, so that answers arriving together share a write)."""
         await asyncio.sleep(GROUP_COMMIT_SECONDS)
+        failures = 0
         while self._finished:
             batch = dict(self._finished)
             now = utcnow()
@@ -180,6 +203,7 @@ class IdempotencyStore:
                     "content_type": stored.content_type,
                     "location": stored.location,
                     "body": stored.body,
+                    "claim_token": "",
                     "created_at": now,
                     "expires_at": now + TTL,
                 }
@@ -190,9 +214,13 @@ class IdempotencyStore:
                     await tx.conn.execute(sa.delete(keys).where(keys.c.id.in_(list(batch))))
                     await tx.conn.insert_many(keys, rows)
             except Exception:
-                log.exception("writing %d idempotency answers failed; retrying", len(rows))
-                await asyncio.sleep(1)
-                continue
+                failures += 1
+                if failures < WRITE_ATTEMPTS:
+                    log.exception("writing %d idempotency answers failed; retrying", len(rows))
+                    await asyncio.sleep(1)
+                    continue
+                log.exception("dropping %d idempotency answers that cannot be written", len(rows))
+            failures = 0
             for key_id, entry in batch.items():
                 if self._finished.get(key_id) is entry:
                     del self._finished[key_id]

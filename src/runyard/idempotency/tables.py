@@ -9,6 +9,7 @@ idempotency_keys = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),  # in_progress | done
+    sa.Column("claim_token", sa.String(32), nullable=False),
     sa.Column("status_code", sa.Integer, nullable=True),
     sa.Column("content_type", sa.String(200), nullable=True),
     sa.Column("location", sa.String(1000), nullable=True),
