@@ -64,6 +64,10 @@ async def test_roles_decide_what_a_key_may_do(client: httpx.AsyncClient) -> None
     claimed = await client.post("/v1/runner/claim", json={}, headers=auth(runner))
     assert claimed.status_code == 200 and claimed.json()["run"]["id"] == run["id"]
     lease = claimed.json()["lease"]["id"]
+    unfenced = await client.post(  # a key's callbacks are fenced too: they name the lease
+        f"/v1/runner/runs/{run['id']}/status", json={"progress": 0.5}, headers=auth(runner)
+    )
+    assert_problem(unfenced, 400, "invalid_input")
     done = await client.post(
         f"/v1/runner/runs/{run['id']}/status",
         json={"status": "completed"},

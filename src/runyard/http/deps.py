@@ -130,6 +130,15 @@ class RunnerAuth:
     caller: Caller
     lease_id: str | None
 
+    def require_lease(self, who: str) -> str:
+        """The lease, or 400 when the call names none."""
+        if self.lease_id is None:
+            raise InvalidInput(
+                f"{who} names its lease: a runner token, or X-Runyard-Lease",
+                errors=[{"loc": ["header", "X-Runyard-Lease"], "msg": "Field required"}],
+            )
+        return self.lease_id
+
 
 async def _runner_auth(request: Request) -> RunnerAuth:
     """A runner token (``Authorization: Bearer <jwt>``) scoped to the run in the path, or open
@@ -142,13 +151,10 @@ async def _runner_auth(request: Request) -> RunnerAuth:
         )
     credential = _bearer(request)
     if credential is None or not looks_like_token(credential):
-        caller = await _runner_caller(request)  # a key, or open mode
-        if credential is not None and lease_id is None:  # a key: fencing needs the lease
-            raise InvalidInput(
-                "a runner calling with an API key names its lease in X-Runyard-Lease",
-                errors=[{"loc": ["header", "X-Runyard-Lease"], "msg": "Field required"}],
-            )
-        return RunnerAuth(caller, lease_id)
+        auth = RunnerAuth(await _runner_caller(request), lease_id)  # a key, or open mode
+        if credential is not None:  # a key: fencing needs the lease
+            auth.require_lease("a runner calling with an API key")
+        return auth
     claims = _services(request).tokens.verify(credential)
     run_id = request.path_params.get("run_id")
     if run_id is not None and run_id != claims["sub"]:

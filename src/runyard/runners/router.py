@@ -152,12 +152,8 @@ async def claim(
     responses=problem_responses(400, 401, 403, 404, 409),
 )
 async def heartbeat(run_id: str, auth: RunnerAuthDep, runners: RunnerServiceDep) -> Response:
-    if auth.lease_id is None:
-        raise InvalidInput(
-            "a heartbeat names its lease: a runner token, or X-Runyard-Lease",
-            errors=[{"loc": ["header", "X-Runyard-Lease"], "msg": "Field required"}],
-        )
-    return json_response(await runners.heartbeat(auth.caller, run_id, auth.lease_id))
+    lease_id = auth.require_lease("a heartbeat")
+    return json_response(await runners.heartbeat(auth.caller, run_id, lease_id))
 
 
 @router.post(
@@ -167,12 +163,7 @@ async def heartbeat(run_id: str, auth: RunnerAuthDep, runners: RunnerServiceDep)
     responses=problem_responses(400, 401, 403, 404, 409),
 )
 async def release(run_id: str, auth: RunnerAuthDep, runs: RunServiceDep) -> Response:
-    if auth.lease_id is None:
-        raise InvalidInput(
-            "a release names its lease: a runner token, or X-Runyard-Lease",
-            errors=[{"loc": ["header", "X-Runyard-Lease"], "msg": "Field required"}],
-        )
-    run = await runs.release(auth.caller, run_id, auth.lease_id)
+    run = await runs.release(auth.caller, run_id, auth.require_lease("a release"))
     return json_response({"ok": True, "run": run})
 
 

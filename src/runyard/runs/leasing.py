@@ -11,7 +11,6 @@ from runyard.events.service import NewEvent
 from runyard.ids import new_id
 from runyard.problems import (
     RunNotFound,
-    StaleLease,
 )
 from runyard.runs import repo
 from runyard.runs.core import RunCore, check_lease
@@ -76,15 +75,8 @@ class RunLeases(RunCore):
         """Extend a current lease; says whether the run's cancel was requested."""
         async with self.db.write() as tx:
             run = await self._locked(tx, caller, run_id)
-            if lease_id != run["lease_id"]:
-                raise StaleLease(
-                    f"lease {lease_id} no longer holds run {run_id}", current_status=run["status"]
-                )
-            seconds = await repo.lease_duration(tx.conn, lease_id)
-            expires_at = utcnow() + timedelta(seconds=seconds)
-            await repo.update(tx.conn, run_id, {"lease_expires_at": expires_at})
-            await repo.update_lease(tx.conn, lease_id, {"expires_at": expires_at})
-            run["lease_expires_at"] = expires_at
+            check_lease(run, lease_id)
+            await self._extend(tx, run)
         return run, run["status"] == S.CANCELLING
 
     async def release(self, caller: Caller, run_id: str, lease_id: str) -> dict[str, Any]:
@@ -100,20 +92,7 @@ class RunLeases(RunCore):
                     tx, run, S.CANCELLED, data={"reason": "released"}, lease_end="released"
                 )
             else:
-                retry = {
-                    "attempt": run["attempt"],
-                    "max_attempts": run["max_attempts"],
-                    "reason": "released",
-                    "lease_id": run["lease_id"],
-                }
-                await self._transition(
-                    tx,
-                    run,
-                    S.QUEUED,
-                    before=[NewEvent("run.retrying", retry)],
-                    data={"reason": "released"},
-                    lease_end="released",
-                )
+                await self._requeue(tx, run, reason="released", lease_end="released")
             await self.audit.record(
                 tx, caller, "run.release", "run", run_id, {"status": run["status"]}
             )
@@ -129,13 +108,33 @@ class RunLeases(RunCore):
     async def _renew_if_due(self, tx: Tx, run: dict[str, Any]) -> None:
         """Callbacks keep a lease alive like heartbeats; to spare the hot paths a write each,
         the lease is renewed only once a third of it has passed (the heartbeat rhythm)."""
-        if run["lease_id"] is None or not await self._renewal_due(tx.conn, run):
-            return
+        if run["lease_id"] is not None and await self._renewal_due(tx.conn, run):
+            await self._extend(tx, run)
+
+    async def _extend(self, tx: Tx, run: dict[str, Any]) -> None:
+        """Move the run's lease to a full lease length from now."""
         seconds = await self._lease_seconds(tx.conn, run)
         expires_at = utcnow() + timedelta(seconds=seconds)
         await repo.update(tx.conn, run["id"], {"lease_expires_at": expires_at})
         await repo.update_lease(tx.conn, run["lease_id"], {"expires_at": expires_at})
         run["lease_expires_at"] = expires_at
+
+    async def _requeue(self, tx: Tx, run: dict[str, Any], *, reason: str, lease_end: str) -> None:
+        """Back to ``queued`` for another attempt, announced by ``run.retrying``."""
+        retry = {
+            "attempt": run["attempt"],
+            "max_attempts": run["max_attempts"],
+            "reason": reason,
+            "lease_id": run["lease_id"],
+        }
+        await self._transition(
+            tx,
+            run,
+            S.QUEUED,
+            before=[NewEvent("run.retrying", retry)],
+            data={"reason": reason},
+            lease_end=lease_end,
+        )
 
     async def _renewal_due(self, conn: Conn, run: dict[str, Any]) -> bool:
         expires_at = run["lease_expires_at"]
@@ -179,22 +178,9 @@ class RunLeases(RunCore):
                 tx, run, S.CANCELLED, data={"reason": reason}, lease_end="expired"
             )
         elif run["status"] == S.RUNNING and lease_over:
-            retry = {
-                "attempt": run["attempt"],
-                "max_attempts": run["max_attempts"],
-                "reason": "lease_expired",
-                "lease_id": run["lease_id"],
-            }
             released = await repo.released_leases(tx.conn, run["id"])
             if run["attempt"] - released < run["max_attempts"]:
-                await self._transition(
-                    tx,
-                    run,
-                    S.QUEUED,
-                    before=[NewEvent("run.retrying", retry)],
-                    data={"reason": "lease_expired"},
-                    lease_end="expired",
-                )
+                await self._requeue(tx, run, reason="lease_expired", lease_end="expired")
             else:
                 error = {
                     "code": "lease_expired",

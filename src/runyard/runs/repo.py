@@ -78,7 +78,6 @@ async def delete(conn: Conn, run_id: str) -> None:
 
 _INSERT_LEASE = sa.insert(leases)
 _UPDATE_LEASE = sa.update(leases).where(leases.c.id == sa.bindparam("_id"))
-_LEASE_DURATION = sa.select(leases.c.duration_seconds).where(leases.c.id == sa.bindparam("_id"))
 _ACTIVE = ("running", "cancelling")
 
 
@@ -156,10 +155,6 @@ async def insert_lease(conn: Conn, values: dict[str, Any]) -> None:
 
 async def update_lease(conn: Conn, lease_id: str, values: dict[str, Any]) -> None:
     await conn.execute(_UPDATE_LEASE, {"_id": lease_id, **values})
-
-
-async def lease_duration(conn: Conn, lease_id: str) -> int:
-    return int((await conn.execute(_LEASE_DURATION, {"_id": lease_id})).scalar_one())
 
 
 async def active_by_runner(conn: Conn, workspace_id: str) -> dict[str, int]:
