@@ -13,10 +13,12 @@ from runyard.artifacts.router import router as artifacts_router
 from runyard.artifacts.router import runner_router as artifact_uploads_router
 from runyard.audit.router import router as audit_router
 from runyard.auth.router import router as keys_router
+from runyard.auth.router import sessions_router
 from runyard.container import Services
 from runyard.events.router import router as events_router
 from runyard.http.errors import install_error_handlers
 from runyard.http.idempotency import IdempotencyMiddleware, Ports
+from runyard.http.json_text import JsonTextMiddleware
 from runyard.http.middleware import RequestContextMiddleware
 from runyard.http.responses import json_response
 from runyard.observability.metrics import Metrics
@@ -26,6 +28,8 @@ from runyard.runners.router import fleet as fleet_router
 from runyard.runners.router import router as runner_router
 from runyard.runs.router import router as runs_router
 from runyard.settings import Settings
+from runyard.webhooks.router import router as webhooks_router
+from runyard.workspaces.router import router as workspaces_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     idempotency = Ports(max_body=settings.max_request_bytes)
+    app.add_middleware(JsonTextMiddleware, max_body=settings.max_request_bytes)
     app.add_middleware(IdempotencyMiddleware, ports=idempotency)
     app.add_middleware(  # added last: the outermost
         RequestContextMiddleware,
@@ -71,7 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pipelines_router,
         operations_router,
         keys_router,
+        sessions_router,
         audit_router,
+        webhooks_router,
+        workspaces_router,
     ):
         app.include_router(router)
 

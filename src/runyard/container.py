@@ -11,11 +11,13 @@ import httpx
 from runyard.artifacts.service import ArtifactService
 from runyard.audit.service import AuditService
 from runyard.auth.service import ApiKeyService
+from runyard.auth.sessions import SessionService
 from runyard.blobs import BlobStore, blobs_from_url
 from runyard.broker import Broker, broker_from_url
 from runyard.db.engine import Database
 from runyard.db.migrate import upgrade
 from runyard.events.service import EventService
+from runyard.http.ratelimit import RateLimiter
 from runyard.idempotency.service import IdempotencyStore
 from runyard.observability.metrics import Metrics
 from runyard.observability.service import OperationsService
@@ -26,9 +28,14 @@ from runyard.runners.service import RunnerService
 from runyard.runners.tokens import RunnerTokens, load_secret
 from runyard.runs.insights import RunInsights
 from runyard.runs.service import RunService
+from runyard.runs.snapshot import run_snapshot
 from runyard.settings import Settings
+from runyard.webhooks.delivery import Deliverer
+from runyard.webhooks.outbox import Outbox
+from runyard.webhooks.service import WebhookService
 from runyard.worker.execution import WorkerTools
 from runyard.worker.loop import EmbeddedWorker
+from runyard.workspaces.quotas import Quotas
 from runyard.workspaces.service import WorkspaceService
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,11 @@ class Services:
     artifacts: ArtifactService
     keys: ApiKeyService
     idempotency: IdempotencyStore
+    quotas: Quotas
+    sessions: SessionService = field(init=False)
+    #: None unless RUNYARD_RATE_LIMIT_PER_SECOND is set
+    limiter: RateLimiter | None = field(init=False, default=None)
+    webhooks: WebhookService = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
@@ -67,11 +79,15 @@ class Services:
         await upgrade(db)
         broker = broker_from_url(settings.broker_url)
         audit = AuditService(db)
-        events = EventService(db, broker, metrics)
-        workspaces = WorkspaceService(db)
+        outbox = Outbox(run_snapshot)
+        events = EventService(db, broker, metrics, outbox)
+        workspaces = WorkspaceService(
+            db, audit, tiers=settings.tiers, default_tier=settings.default_tier
+        )
         await workspaces.ensure_default()
+        quotas = Quotas(db, workspaces)
         pipelines = PipelineService(db, audit)
-        runs = RunService(db, broker, events, pipelines, audit, metrics, settings)
+        runs = RunService(db, broker, events, pipelines, audit, metrics, settings, quotas)
         tokens = RunnerTokens(load_secret(settings), timedelta(hours=settings.runner_token_hours))
         runners = RunnerService(db, broker, runs, tokens, settings)
         blobs = blobs_from_url(settings.blobs_url, settings.data_dir)
@@ -95,7 +111,21 @@ class Services:
             artifacts,
             ApiKeyService(db, audit),
             IdempotencyStore(db),
+            quotas,
         )
+        services.sessions = SessionService(
+            db, audit, services.keys, timedelta(hours=settings.session_hours)
+        )
+        services.limiter = RateLimiter.from_settings(settings)
+        services.webhooks = WebhookService(db, broker, audit, outbox, settings)
+        if settings.webhook_url:
+            secret = settings.webhook_secret
+            await services.webhooks.ensure_from_settings(
+                settings.webhook_url, secret.get_secret_value() if secret else None
+            )
+        services._tasks.append(asyncio.create_task(outbox.follow_changes(broker)))
+        deliverer = Deliverer(db, outbox, metrics, settings)
+        services._tasks.append(asyncio.create_task(deliverer.run_forever()))
         pusher = Pusher(
             runs,
             pipelines,

@@ -8,9 +8,11 @@ including FastAPI's validation and routing errors, with :func:`problem_body`.
     ├── Unauthorized (401)
     ├── Forbidden (403)
     ├── NotFound (404)              ── RunNotFound, PipelineNotFound
+    ├── QuotaExceeded (402)
     ├── Conflict (409)              ── InvalidTransition, RunExists, PipelineExists, StaleLease,
     │                                  RunFinished
-    └── PayloadTooLarge (413)
+    ├── PayloadTooLarge (413)
+    └── RateLimited (429)           (``Retry-After``)
 """
 
 from typing import Any, ClassVar
@@ -115,10 +117,26 @@ class RunFinished(Conflict):
     title = "Run has finished"
 
 
+class QuotaExceeded(DomainError):
+    """402 with ``quota``, ``current``, ``limit`` and ``period`` members (DESIGN §3, §15)."""
+
+    status = 402
+    code = "quota_exceeded"
+    title = "Quota exhausted"
+
+
 class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"
     title = "Payload too large"
+
+
+class RateLimited(DomainError):
+    """429 with ``Retry-After`` (whole seconds) and a ``retry_after`` member."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
 
 
 def problem_body(

@@ -9,6 +9,7 @@ from runyard.idempotency import tables as _idempotency  # noqa: F401
 from runyard.pipelines import tables as _pipelines  # noqa: F401
 from runyard.runners import tables as _runners  # noqa: F401
 from runyard.runs import tables as _runs  # noqa: F401
+from runyard.webhooks import tables as _webhooks  # noqa: F401
 from runyard.workspaces import tables as _workspaces  # noqa: F401
 
 __all__ = ["metadata"]

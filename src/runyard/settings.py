@@ -5,9 +5,28 @@ a test keeps the two in step.
 """
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+
+
+class TierLimits(BaseModel):
+    """What a workspace of one tier may use (``null``: no limit)."""
+
+    runs_per_month: int | None = Field(None, ge=0)
+    concurrent_runs: int | None = Field(None, ge=1)
+    artifact_bytes: int | None = Field(None, ge=0)
+
+
+def default_tiers() -> dict[str, TierLimits]:
+    return {
+        "free": TierLimits(runs_per_month=10, concurrent_runs=5, artifact_bytes=GIB),
+        "pro": TierLimits(runs_per_month=1000, concurrent_runs=50, artifact_bytes=100 * GIB),
+        "unlimited": TierLimits(),
+    }
 
 
 class Settings(BaseSettings):
@@ -120,6 +139,89 @@ class Settings(BaseSettings):
         description="Database catch-ups a lagging SSE subscriber may need per stream before the "
         "server sends `stream.reset` and closes it.",
     )
+    session_hours: float = Field(
+        12.0,
+        gt=0,
+        le=24 * 30,
+        description="Lifetime of a dashboard session (`POST /v1/auth/login`), never longer than "
+        "its API key's; it does not slide.",
+    )
+    session_cookie_secure: bool | None = Field(
+        None,
+        description="Mark the session cookie `Secure`. Default: when the login came over https "
+        "or `RUNYARD_PUBLIC_URL` is https.",
+    )
+    rate_limit_per_second: float | None = Field(
+        None,
+        gt=0,
+        description="Requests per second each API key (a session counts as its key; a runner "
+        "token as its run; open mode as the client address) may make to each server process; "
+        "beyond it, 429 with `Retry-After`. Default: no limit.",
+    )
+    rate_limit_burst: int | None = Field(
+        None,
+        ge=1,
+        description="Requests a key may make at once before the rate applies (the bucket's "
+        "size). Default: one second's worth of the rate, at least 1.",
+    )
+
+    tiers: dict[str, TierLimits] = Field(
+        default_factory=default_tiers,
+        description="Tiers as JSON: name → `{runs_per_month, concurrent_runs, artifact_bytes}` "
+        "(null: no limit). Runs per calendar month (UTC) are admitted atomically (402 beyond); "
+        "runs beyond `concurrent_runs` wait `queued`. Must include `unlimited` (the default "
+        "workspace's tier) and the default tier.",
+    )
+    default_tier: str = Field("free", description="Tier of new workspaces.")
+    metrics_require_auth: bool = Field(
+        False, description="Make `GET /metrics` need an API key or session (any role)."
+    )
+    tier_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Lets a billing system change a workspace's tier without an API key: "
+        "`PATCH /v1/workspaces/{id}/tier` with `X-Webhook-Secret` equal to it.",
+    )
+
+    webhook_url: str | None = Field(
+        None,
+        description="On start, subscribe the default workspace to every `run.*` event at this "
+        "URL (made once; replicas and restarts do not duplicate it).",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Signing secret (`whsec_<base64>`) of the `RUNYARD_WEBHOOK_URL` "
+        "subscription. Default: generated when the subscription is made, and logged once.",
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs whose host is or resolves to a private, loopback, "
+        "link-local, multicast, reserved or unspecified address (refused by default: SSRF).",
+    )
+    webhook_retry_base_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Wait before the first retry of a failed webhook delivery; it doubles per "
+        "attempt, capped at an hour.",
+    )
+    webhook_max_attempts: int = Field(
+        34,
+        ge=1,
+        description="Attempts per webhook delivery, the first included, before it is `dead` "
+        "(34 with the 5 s base: the last about 24 h after the first).",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="How long one webhook delivery attempt may take."
+    )
+    webhook_concurrency: int = Field(
+        16, ge=1, le=1000, description="Webhook deliveries each server process sends at once."
+    )
+
+    @model_validator(mode="after")
+    def _tiers_known(self) -> Self:
+        for needed in ("unlimited", self.default_tier):
+            if needed not in self.tiers:
+                raise ValueError(f"RUNYARD_TIERS must define the tier {needed!r}")
+        return self
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -102,3 +102,45 @@ async def test_an_unexpected_failure_is_a_500_problem_without_internals(
     body = assert_problem(response, 500, "internal_error")
     assert "secret" not in response.text and "Traceback" not in response.text
     assert "RuntimeError" in caplog.text and body["request_id"] in caplog.text
+
+
+async def test_text_the_databases_cannot_store_is_refused_with_400(
+    client: httpx.AsyncClient,
+) -> None:
+    json_headers = {"content-type": "application/json"}
+    for body in (
+        rb'{"name": "x", "description": "bad\ud800"}',  # a lone surrogate: not Unicode
+        rb'{"name": "x", "description": "nul\u0000"}',  # NUL: PostgreSQL refuses it
+        b'{"name": "x", "description": "raw\xed\xa0\x80"}',  # raw surrogate bytes
+        rb'{"name": "x", "input_schema": {"\udfff": 1}}',  # in a key, nested
+    ):
+        response = await client.post("/v1/pipelines", content=body, headers=json_headers)
+        problem = assert_problem(response, 400, "invalid_input")
+        assert problem["errors"][0]["loc"] == ["body"], body
+    assert_problem(await client.get("/v1/runs/run%00x"), 400, "invalid_input")
+    assert_problem(await client.get("/v1/runs?pipeline=a%00"), 400, "invalid_input")
+    # escapes of real characters, and text that merely shares bytes with surrogates, pass
+    fine = rb'{"name": "x", "description": "caf\u00e9-\ud83d\ude80 ' + "한국".encode() + b'"}'
+    created = await client.post("/v1/pipelines", content=fine, headers=json_headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["description"] == "café-🚀 한국"
+
+
+async def test_numbers_too_large_to_store_are_400_not_500(client: httpx.AsyncClient) -> None:
+    huge = 10**12  # past PostgreSQL's integer and any sensible timeout
+    for path, body in (
+        ("/v1/pipelines", {"name": "a", "timeout_seconds": huge}),
+        ("/v1/pipelines", {"name": "b", "lease_seconds": huge}),
+        (
+            "/v1/pipelines",
+            {"name": "c", "steps": [{"name": "s", "uses": "command", "timeout_seconds": huge}]},
+        ),
+    ):
+        assert_problem(await client.post(path, json=body), 400, "invalid_input")
+    await make_pipeline(client)
+    too_long = await client.post("/v1/runs", json={"pipeline": "deploy", "timeout_seconds": huge})
+    assert_problem(too_long, 400, "invalid_input")
+    far = await client.get(
+        f"/v1/runs/{(await make_run(client))['id']}/events?after_sequence={huge**2}"
+    )
+    assert_problem(far, 400, "invalid_input")

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from runyard.clock import utcnow
 from runyard.context import Caller
 from runyard.workspaces.tables import workspaces
+from tests.conftest import free_port
 from tests.support import make_pipeline, make_run
 
 pytestmark = pytest.mark.anyio
@@ -28,6 +29,8 @@ BODIES: dict[str, Any] = {
     "/replay": {},
     "/rollback": {},
     "/v1/pipelines/{pipeline_ref}": {"description": "changed"},
+    "/v1/webhooks/{webhook_id}": {"enabled": False},
+    "/tier": {"tier": "pro"},
 }
 
 
@@ -50,13 +53,19 @@ async def key_for(client: httpx.AsyncClient, workspace: str) -> dict[str, Any]:
     return dict(response.json())
 
 
+@pytest.mark.settings(webhook_allow_private=True)
 async def test_another_workspaces_objects_are_not_found_on_any_route(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     await add_workspace(app, "ws_b")
-    # workspace A: a pipeline, a claimed run with an artifact and a step; an API key
+    # workspace A: a pipeline, a claimed run with an artifact and a step; an API key; a
+    # webhook with a delivery (to a closed port)
+    webhook = await client.post(
+        "/v1/webhooks", json={"url": f"http://127.0.0.1:{free_port()}/", "events": ["run.*"]}
+    )
     pipeline = await make_pipeline(client)
     run = await make_run(client)
+    deliveries = await client.get(f"/v1/webhooks/{webhook.json()['id']}/deliveries")
     claim = (await client.post("/v1/runner/claim", json={})).json()
     token = {"Authorization": f"Bearer {claim['token']}"}
     upload = await client.post(
@@ -77,6 +86,9 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
         "key_id": key_a["id"],
         "name": "build",
         "path": "a.txt",
+        "webhook_id": webhook.json()["id"],
+        "delivery_id": deliveries.json()["data"][0]["id"],
+        "workspace_id": "ws_default",
     }
     as_b = {
         "Authorization": f"Bearer {key_b['secret']}",

@@ -104,3 +104,14 @@ async def test_fleet_health_lists_components_and_runners(client: httpx.AsyncClie
     assert [(r["name"], r["status"], r["current_runs"]) for r in health["runners"]] == [
         ("r1", "online", 1)
     ]
+
+
+@pytest.mark.settings(metrics_require_auth=True)
+async def test_metrics_can_require_a_key(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/metrics")).status_code == 200  # open mode: no key exists yet
+    key = (await client.post("/v1/api-keys", json={"name": "scrape", "role": "viewer"})).json()
+    assert (await client.get("/metrics")).status_code == 401
+    scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {key['secret']}"})
+    assert scraped.status_code == 200
+    assert "runyard_runs_total" in scraped.text
+    assert (await client.get("/health")).status_code == 200  # never needs auth

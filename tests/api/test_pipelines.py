@@ -28,6 +28,11 @@ async def test_create_get_list_patch_delete(client: httpx.AsyncClient) -> None:
     assert patched.json()["max_attempts"] == 3 and patched.json()["description"] == "ship it"
     run = await make_run(client)
     assert run["pipeline_version"] == 2 and run["max_attempts"] == 3
+    for required in ("executor", "steps", "max_attempts", "timeout_seconds", "labels"):
+        nulled = await client.patch(f"/v1/pipelines/{created['id']}", json={required: None})
+        assert "cannot be null" in assert_problem(nulled, 400, "invalid_input")["detail"]
+    cleared = await client.patch(f"/v1/pipelines/{created['id']}", json={"description": None})
+    assert (cleared.json()["description"], cleared.json()["version"]) == (None, 3)
 
     await make_pipeline(client, name="other")
     page = (await client.get("/v1/pipelines?limit=1")).json()

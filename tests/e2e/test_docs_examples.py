@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.conftest import free_port
 from tests.e2e.conftest import cli_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -115,6 +116,10 @@ def test_the_auth_walk_through_runs_as_documented(server: str, tmp_path: Path) -
         ("bootstrap", False),
     ]
     assert "\n401\n" in stdout  # the last request, without a key
+    # the session walk-through: the cookie reads; a POST needs the CSRF token; logout ends it
+    assert '"object":"session"' in stdout and '"role":"admin"' in stdout
+    assert "\n403\n" in stdout and '"name":"from-browser"' in stdout
+    assert [line for line in stdout.splitlines() if line][-2] == "401"  # after logout
 
 
 def test_the_idempotency_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
@@ -123,3 +128,26 @@ def test_the_idempotency_walk_through_runs_as_documented(server: str, tmp_path: 
     assert len(created) == 2 and created[0] == created[1]
     runs = httpx.get(f"{server}/v1/runs", params={"pipeline": "nightly"}).json()["data"]
     assert [r["id"] for r in runs] == [created[0]["id"]]
+
+
+def test_the_workspaces_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    stdout, _ = run_doc(server, "workspaces.md", tmp_path)
+    answers = [orjson.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    created, got, before, changed, after = answers
+    assert created["admin_key"] is None
+    assert got == {k: v for k, v in created.items() if k != "admin_key"}
+    assert (before["tier"], before["limit"], before["runs"]) == ("free", 10, 0)
+    assert changed["tier"] == "pro"
+    assert (after["workspace_id"], after["tier"], after["limit"]) == (created["id"], "pro", 1000)
+
+
+@pytest.mark.server_env(RUNYARD_WEBHOOK_ALLOW_PRIVATE="true")
+def test_the_webhooks_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    _, run_id = run_doc(server, "webhooks.md", tmp_path, {"RECEIVER_PORT": str(free_port())})
+    assert httpx.get(f"{server}/v1/runs/{run_id}").json()["status"] == "completed"
+    # every line is a delivery the receiver verified with the webhook's secret
+    received = [line.split() for line in (tmp_path / "received.txt").read_text().splitlines()]
+    new = sorted(event for _, kind, event, _ in received if kind == "new")
+    assert new == ["deploy.started", "run.completed", "run.created", "run.queued", "run.started"]
+    [repeat] = [line for line in received if line[1] == "repeat"]  # the redelivery
+    assert [line[0] for line in received].count(repeat[0]) == 2  # with the same webhook-id

@@ -71,9 +71,15 @@ class ArtifactService:
         # changes the bytes behind an earlier artifact's ETag
         relative = check_key(path) if path else check_key(filename)
         key = f"{run_prefix(run_id)}{artifact_id}/{relative}"
+        quota = await self.runs.quotas.artifact_room(caller.workspace_id)
+        max_bytes = self.max_bytes if quota is None else min(self.max_bytes, quota[0])
         try:
-            info = await self.blobs.put(key, chunks, max_bytes=self.max_bytes)
+            if max_bytes == 0:
+                raise TooLarge(key)
+            info = await self.blobs.put(key, chunks, max_bytes=max_bytes)
         except TooLarge as exc:
+            if quota is not None and max_bytes < self.max_bytes:  # the quota, not the limit
+                raise quota[1] from exc
             raise PayloadTooLarge(
                 f"artifacts are at most {self.max_bytes} bytes", limit=self.max_bytes
             ) from exc
@@ -92,7 +98,11 @@ class ArtifactService:
             "metadata": metadata or {},
             "created_at": utcnow(),
         }
-        return await self._record(caller, row, lease_id)
+        try:
+            return await self._record(caller, row, lease_id)
+        except BaseException:
+            await self.blobs.delete_prefix(f"{run_prefix(run_id)}{artifact_id}/")
+            raise
 
     async def register(
         self, caller: Caller, run_id: str, body: dict[str, Any], *, lease_id: str | None = None
@@ -129,6 +139,7 @@ class ArtifactService:
         self, caller: Caller, row: dict[str, Any], lease_id: str | None
     ) -> dict[str, Any]:
         async def insert(tx: Tx) -> None:
+            await self.runs.quotas.admit_artifact(tx.conn, row["workspace_id"], row["size_bytes"])
             await tx.conn.insert_many(artifacts, [row])
 
         resource = artifact_resource(row)

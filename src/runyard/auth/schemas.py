@@ -41,3 +41,26 @@ class ApiKeyList(BaseModel):
     data: list[ApiKeyOut]
     next_cursor: str | None
     has_more: bool
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: str | None = Field(
+        None,
+        max_length=500,
+        description="The key (`ryk_...`); or send `Authorization: Bearer ryk_...` instead.",
+    )
+
+
+class SessionOut(BaseModel):
+    id: str
+    object: Literal["session"]
+    workspace_id: str
+    role: Role
+    key_id: str
+    csrf_token: str = Field(
+        description="Send it as `X-CSRF-Token` with every request that is not GET, HEAD or OPTIONS."
+    )
+    created_at: str
+    expires_at: str

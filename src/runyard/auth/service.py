@@ -131,6 +131,16 @@ class ApiKeyService:
             raise Unauthorized("the API key has expired")
         return row
 
+    async def active(self, prefix: str) -> dict[str, Any] | None:
+        """The key with this prefix if it is neither revoked nor expired (cached like
+        :meth:`authenticate`; a revocation on this replica shows at once)."""
+        row = await self._by_prefix(prefix)
+        if row is None or row["revoked_at"] is not None:
+            return None
+        if row["expires_at"] is not None and row["expires_at"] <= utcnow():
+            return None
+        return row
+
     async def _by_prefix(self, prefix: str) -> dict[str, Any] | None:
         cached = self._cache.get(prefix)
         now = time.monotonic()

@@ -14,7 +14,7 @@ async def wait_for_executor(subscription: Subscription, executor: bytes, seconds
         if not await subscription.wait(remaining):
             return
         messages, overflowed = subscription.drain()
-        if overflowed or executor in messages:
+        if overflowed or executor in messages or b"*" in messages:
             return
 
 

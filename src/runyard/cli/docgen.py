@@ -3,6 +3,8 @@
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from runyard.settings import Settings
 
 HEADER = """# Configuration
@@ -25,7 +27,11 @@ def _default(value: Any) -> str:
 def render() -> str:
     rows = []
     for name, field in Settings.model_fields.items():
-        default = field.default
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, dict):
+            default = {
+                k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in default.items()
+            }
         shown = _default(str(default) if hasattr(default, "__fspath__") else default)
         rows.append(f"| `RUNYARD_{name.upper()}` | {shown} | {field.description} |")
     return HEADER + "\n".join(rows) + "\n"

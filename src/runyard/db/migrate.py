@@ -29,7 +29,8 @@ def _upgrade(connection: Connection) -> None:
 async def upgrade(db: Database) -> None:
     """Bring the schema to the newest revision (idempotent; safe with concurrent starters)."""
     if db.schema and not db.is_sqlite:
-        async with db.write() as tx:
+        async with db.write() as tx:  # IF NOT EXISTS alone races with another starter
+            await tx.conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
             await tx.conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
     async with db.write() as tx:
         if not db.is_sqlite:

@@ -60,6 +60,12 @@ async def reserve(
     return last
 
 
+async def stream_workspace(conn: Conn, stream_id: str) -> str:
+    query = sa.select(event_streams.c.workspace_id).where(event_streams.c.id == stream_id)
+    workspace_id: str = (await conn.execute(query)).scalar_one()
+    return workspace_id
+
+
 async def insert(conn: Conn, rows: Sequence[dict[str, Any]]) -> None:
     await conn.insert_many(events, rows)
 

@@ -67,7 +67,7 @@ def _resume_point(request: Request, after_sequence: int | None) -> int:
     last_event_id = request.headers.get("last-event-id")
     if last_event_id is None or last_event_id == "":
         return 0
-    if not last_event_id.isdigit():
+    if not (last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) <= 18):
         raise InvalidInput(
             "Last-Event-ID must be an event sequence number",
             errors=[{"loc": ["header", "Last-Event-ID"], "msg": "not a non-negative integer"}],
@@ -94,7 +94,7 @@ async def run_events(
     caller: CallerDep,
     runs: RunServiceDep,
     services: ServicesDep,
-    after_sequence: int | None = Query(None, ge=0),
+    after_sequence: int | None = Query(None, ge=0, le=2**62),
     limit: int = Query(100, ge=1, le=1000),
     type: list[str] = Query(
         default_factory=list, description="Repeat for any of them; `run.*` matches a prefix."
@@ -147,7 +147,7 @@ async def run_logs(
     caller: CallerDep,
     runs: RunServiceDep,
     services: ServicesDep,
-    after_sequence: int = Query(0, ge=0),
+    after_sequence: int = Query(0, ge=0, le=2**62),
     limit: int = Query(100, ge=1, le=1000),
     format: Literal["json", "text"] = "json",
 ) -> Response:

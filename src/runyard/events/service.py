@@ -7,7 +7,7 @@ to the broker only after their transaction commits (:meth:`Tx.after_commit`).
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -32,11 +32,22 @@ class NewEvent:
     time: datetime | None = None
 
 
+class Outbox(Protocol):
+    """What else a run's events cause, written in their transaction (webhook deliveries)."""
+
+    async def add(
+        self, tx: Tx, workspace_id: str, run_id: str, envelopes: Sequence[dict[str, Any]]
+    ) -> None: ...
+
+
 class EventService:
-    def __init__(self, db: Database, broker: Broker, metrics: Metrics) -> None:
+    def __init__(
+        self, db: Database, broker: Broker, metrics: Metrics, outbox: Outbox | None = None
+    ) -> None:
         self.db = db
         self.broker = broker
         self.metrics = metrics
+        self.outbox = outbox
 
     async def create_stream(
         self, tx: Tx, *, stream_id: str, workspace_id: str, kind: str, reserved: int = 0
@@ -70,8 +81,11 @@ class EventService:
         run_id: str | None,
         source: str,
         attempt: int | None,
+        workspace_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Insert ``items`` at the sequences reserved from ``first``; published after commit."""
+        """Insert ``items`` at the sequences reserved from ``first``; published after commit.
+        A run's events also go to the outbox, in ``tx``; ``workspace_id`` (the stream's) saves
+        looking it up."""
         now = utcnow()
         ids = new_ids("evt", len(items))
         rows = [
@@ -102,6 +116,10 @@ class EventService:
             await self.broker.publish(channel(stream_id), message)
 
         tx.after_commit(publish)
+        if run_id is not None and self.outbox is not None:
+            if workspace_id is None:
+                workspace_id = await repo.stream_workspace(tx.conn, stream_id)
+            await self.outbox.add(tx, workspace_id, run_id, envelopes)
         return envelopes
 
     async def append(
@@ -113,11 +131,19 @@ class EventService:
         run_id: str | None,
         source: str,
         attempt: int | None,
+        workspace_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """Append ``items`` with contiguous sequences; published after ``tx`` commits."""
         first = await self.reserve(tx, stream_id, len(items))
         return await self.write(
-            tx, stream_id, first, items, run_id=run_id, source=source, attempt=attempt
+            tx,
+            stream_id,
+            first,
+            items,
+            run_id=run_id,
+            source=source,
+            attempt=attempt,
+            workspace_id=workspace_id,
         )
 
     async def counts(self, stream_id: str) -> list[tuple[str, str | None, int]]:

@@ -9,13 +9,16 @@ from fastapi import Depends, Request
 from runyard.artifacts.service import ArtifactService
 from runyard.audit.service import AuditService
 from runyard.auth.service import ApiKeyService
+from runyard.auth.sessions import COOKIE_NAME, CSRF_HEADER, SessionService
 from runyard.container import Services
 from runyard.context import Caller
+from runyard.http.ratelimit import retry_after
 from runyard.pipelines.service import PipelineService
-from runyard.problems import Forbidden, InvalidInput, NotFound, Unauthorized
+from runyard.problems import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from runyard.runners.service import RunnerService
 from runyard.runners.tokens import looks_like_token
 from runyard.runs.service import RunService
+from runyard.webhooks.service import WebhookService
 from runyard.workspaces.service import DEFAULT_WORKSPACE
 
 # Dependencies are ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool,
@@ -58,13 +61,19 @@ async def _open_caller(request: Request) -> Caller:
     if not await _services(request).workspaces.exists(workspace_id):
         raise NotFound(f"workspace {workspace_id} not found", code="workspace_not_found")
     actor = headers.get("x-user-id") or headers.get("x-actor") or "anonymous"
-    return Caller(workspace_id=workspace_id, actor=actor[:200], request_id=_request_id(request))
+    return Caller(
+        workspace_id=workspace_id,
+        actor=actor[:200],
+        request_id=_request_id(request),
+        open_mode=True,
+    )
 
 
 async def _key_caller(request: Request, secret: str) -> Caller:
     """An API key's caller: its workspace and role; its id is the actor, unless the key may
     impersonate and the request names one (``X-User-Id`` / ``X-Actor``)."""
     key = await _services(request).keys.authenticate(secret)
+    limit_rate(request, f"key:{key['id']}")
     actor = key["id"]
     if key["can_impersonate"]:
         actor = request.headers.get("x-user-id") or request.headers.get("x-actor") or actor
@@ -82,7 +91,11 @@ async def _authenticated(request: Request) -> Caller:
     secret = _bearer(request)
     if secret is None:
         if await _services(request).keys.open_mode():
+            limit_rate(request, f"open:{request.client.host if request.client else ''}")
             return await _open_caller(request)
+        cookie = request.cookies.get(COOKIE_NAME)
+        if cookie is not None:
+            return await _session_caller(request, cookie)
         raise Unauthorized("this server needs an API key: Authorization: Bearer ryk_...")
     if looks_like_token(secret):
         raise Forbidden("a runner token reaches only its own run's runner endpoints")
@@ -90,6 +103,52 @@ async def _authenticated(request: Request) -> Caller:
 
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: set on the request's state when a dashboard session authenticated it
+_SESSION_AUTHENTICATED = "session_id"
+
+
+async def _session_caller(request: Request, cookie: str) -> Caller:
+    """A dashboard session's caller: its key's (DESIGN §4). A request other than a read must
+    carry the session's CSRF token, which a cross-site page cannot know (403 otherwise)."""
+    session = await _services(request).sessions.authenticate(cookie)
+    if request.method not in READ_METHODS and not session.csrf_ok(request.headers.get(CSRF_HEADER)):
+        raise Forbidden(
+            f"a request with a session cookie that is not a read needs {CSRF_HEADER}",
+            code="csrf_failed",
+        )
+    limit_rate(request, f"key:{session.key_id}")
+    request.scope.setdefault("state", {})[_SESSION_AUTHENTICATED] = session.id
+    actor = session.key_id
+    if session.can_impersonate:
+        actor = request.headers.get("x-user-id") or request.headers.get("x-actor") or actor
+    return Caller(
+        workspace_id=session.workspace_id,
+        actor=actor[:200],
+        request_id=_request_id(request),
+        role=session.role,
+    )
+
+
+def limit_rate(request: Request, bucket: str) -> None:
+    """Count the request against ``bucket`` (an API key, a run, a client address) when
+    ``RUNYARD_RATE_LIMIT_PER_SECOND`` is set; 429 with ``Retry-After`` beyond the rate. A
+    request is counted once, however many dependencies authenticate it."""
+    limiter = _services(request).limiter
+    if limiter is None:
+        return
+    state = request.scope.setdefault("state", {})
+    if state.get("rate_counted"):
+        return
+    state["rate_counted"] = True
+    wait = limiter.hit(bucket)
+    if wait:
+        seconds = retry_after(wait)
+        raise RateLimited(
+            f"more than {limiter.rate:g} requests a second (burst {limiter.burst:g}); "
+            f"retry in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+            retry_after=seconds,
+        )
 
 
 async def _caller(request: Request) -> Caller:
@@ -100,6 +159,19 @@ async def _caller(request: Request) -> Caller:
     if caller.role == "viewer" and request.method not in READ_METHODS:
         raise Forbidden("a viewer key is read-only")
     return caller
+
+
+async def _metrics_reader(request: Request) -> None:
+    """``/metrics`` is open unless ``RUNYARD_METRICS_REQUIRE_AUTH`` asks for a key."""
+    if _services(request).settings.metrics_require_auth:
+        await _authenticated(request)
+
+
+async def _tier_changer(request: Request) -> Caller | None:
+    """No caller when a billing system presents ``X-Webhook-Secret`` instead of a key."""
+    if "x-webhook-secret" in request.headers:
+        return None
+    return await _caller(request)
 
 
 async def _admin(request: Request) -> Caller:
@@ -152,10 +224,11 @@ async def _runner_auth(request: Request) -> RunnerAuth:
     credential = _bearer(request)
     if credential is None or not looks_like_token(credential):
         auth = RunnerAuth(await _runner_caller(request), lease_id)  # a key, or open mode
-        if credential is not None:  # a key: fencing needs the lease
-            auth.require_lease("a runner calling with an API key")
+        if credential is not None or _SESSION_AUTHENTICATED in request.scope.get("state", {}):
+            auth.require_lease("a runner calling with an API key")  # fencing needs the lease
         return auth
     claims = _services(request).tokens.verify(credential)
+    limit_rate(request, f"run:{claims['sub']}")
     run_id = request.path_params.get("run_id")
     if run_id is not None and run_id != claims["sub"]:
         raise Forbidden(f"this runner token is for run {claims['sub']}, not {run_id}")
@@ -179,6 +252,10 @@ async def _keys(request: Request) -> ApiKeyService:
     return _services(request).keys
 
 
+async def _sessions(request: Request) -> SessionService:
+    return _services(request).sessions
+
+
 async def _artifacts(request: Request) -> ArtifactService:
     return _services(request).artifacts
 
@@ -195,14 +272,22 @@ async def _pipelines(request: Request) -> PipelineService:
     return _services(request).pipelines
 
 
+async def _webhooks(request: Request) -> WebhookService:
+    return _services(request).webhooks
+
+
 ServicesDep = Annotated[Services, Depends(_services_dep)]
 CallerDep = Annotated[Caller, Depends(_caller)]
 AdminDep = Annotated[Caller, Depends(_admin)]
+MetricsReaderDep = Annotated[None, Depends(_metrics_reader)]
+TierChangerDep = Annotated[Caller | None, Depends(_tier_changer)]
 RunnerCallerDep = Annotated[Caller, Depends(_runner_caller)]
 ApiKeyServiceDep = Annotated[ApiKeyService, Depends(_keys)]
+SessionServiceDep = Annotated[SessionService, Depends(_sessions)]
 AuditServiceDep = Annotated[AuditService, Depends(_audit)]
 RunServiceDep = Annotated[RunService, Depends(_runs)]
 PipelineServiceDep = Annotated[PipelineService, Depends(_pipelines)]
 RunnerAuthDep = Annotated[RunnerAuth, Depends(_runner_auth)]
 RunnerServiceDep = Annotated[RunnerService, Depends(_runners)]
 ArtifactServiceDep = Annotated[ArtifactService, Depends(_artifacts)]
+WebhookServiceDep = Annotated[WebhookService, Depends(_webhooks)]

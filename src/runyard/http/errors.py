@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,6 +39,10 @@ class Problem(BaseModel):
     error: str
     request_id: str
     errors: list[dict[str, Any]] | None = None
+    quota: str | None = Field(None, description="402: the quota used up.")
+    current: int | None = Field(None, description="402: what is used (this period).")
+    limit: int | None = Field(None, description="402: what the tier allows.")
+    period: str | None = Field(None, description="402: the month counted (`YYYY-MM-01`).")
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

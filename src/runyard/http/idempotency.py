@@ -1,15 +1,16 @@
 """``Idempotency-Key`` on POSTs (DESIGN §3, §15), as pure ASGI around the app.
 
-A key is scoped to the *authenticated* principal (an API key's id, a runner token's run and
-lease, or open mode's workspace and user — resolved here, before anything is replayed, so a
-request that would fail authentication never gets a stored answer), the method and the
-path; the body and query make the fingerprint. The first final answer (below 500, and not
-401/402/403/408/429, which may change) is stored and replayed with
-``Idempotent-Replayed: true``.
+A key is scoped to the *authenticated* principal (an API key's id, which a dashboard session
+shares with its key; a runner token's run and lease; or open mode's workspace and user —
+resolved here, before anything is replayed, so a request that would fail authentication
+never gets a stored answer), the method and the path; the body and query make the
+fingerprint. The first final answer (below 500, and not 401/402/403/408/429, which may
+change) is stored and replayed with ``Idempotent-Replayed: true``.
 
 Not covered (the header is ignored): streams (``"stream": true`` or ``Accept:
 text/event-stream``), uploads (multipart, ``/artifacts``), bodies over the request limit,
-and answers that carry secrets (API keys, claims and runner tokens), which are never stored.
+and answers that carry secrets (API keys, webhook secrets, claims and runner tokens,
+sessions), which are never stored.
 """
 
 import hashlib
@@ -19,14 +20,19 @@ from typing import Any
 
 import orjson
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runyard.auth.sessions import COOKIE_NAME, CSRF_HEADER
 from runyard.http.errors import problem_response
 from runyard.idempotency.service import IdempotencyStore, Stored
 from runyard.problems import DomainError
 
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_NOT_COVERED = re.compile(r"^/v1/(api-keys|runner/claim|runner/runs/[^/]+/(token|artifacts))$")
+_NOT_COVERED = re.compile(
+    r"^/v1/(api-keys|auth/\w+|workspaces|webhooks|runner/claim"
+    r"|runner/runs/[^/]+/(token|artifacts))$"
+)
 _NOT_FINAL = frozenset({401, 402, 403, 408, 429})
 
 
@@ -117,7 +123,7 @@ class IdempotencyMiddleware:
         try:
             if authorization is None:
                 if not await services.keys.open_mode():
-                    return None
+                    return await self._session_principal(headers)
                 workspace = headers.get("x-workspace-id") or _query(scope, "workspace_id")
                 user = headers.get("x-user-id") or headers.get("x-actor") or ""
                 return f"open:{workspace}:{user}"
@@ -133,6 +139,18 @@ class IdempotencyMiddleware:
             return f"run:{claims['sub']}:{claims.get('lease')}"
         except DomainError:
             return None
+
+    async def _session_principal(self, headers: Headers) -> str | None:
+        """A dashboard session acts as its key, so it shares the key's scope; without the
+        session's CSRF token the app answers 403, and nothing is stored or replayed."""
+        cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE_NAME)
+        if cookie is None:
+            return None
+        session = await self.ports.services.sessions.authenticate(cookie)
+        if not session.csrf_ok(headers.get(CSRF_HEADER)):
+            return None
+        actor = (headers.get("x-user-id") or "") if session.can_impersonate else ""
+        return f"key:{session.key_id}:{actor}"
 
     async def _run(
         self,

@@ -31,6 +31,13 @@ class Metrics:
         self.sse_subscribers = Gauge(
             "runyard_sse_subscribers", "Open SSE streams.", registry=self.registry
         )
+        self.webhook_deliveries = Counter(
+            "runyard_webhook_deliveries",
+            "Webhook delivery attempts by result: delivered, retrying (failed, will retry), "
+            "dead (failed for the last time).",
+            ["result"],
+            registry=self.registry,
+        )
         self.http_duration = Histogram(
             "runyard_http_request_duration_seconds",
             "HTTP request latency by route template (until the response starts).",

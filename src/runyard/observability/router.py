@@ -7,7 +7,8 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from runyard import __version__
-from runyard.http.deps import CallerDep, ServicesDep
+from runyard.http.deps import CallerDep, MetricsReaderDep, ServicesDep
+from runyard.http.errors import problem_responses
 from runyard.http.responses import json_response
 from runyard.runs import repo as runs_repo
 
@@ -47,9 +48,9 @@ async def health(services: ServicesDep) -> Response:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {}}}, **problem_responses(401)},
 )
-async def metrics(services: ServicesDep) -> Response:
+async def metrics(services: ServicesDep, _: MetricsReaderDep) -> Response:
     async with services.db.read() as conn:
         services.metrics.set_run_counts(await runs_repo.count_by_status(conn))
     return Response(

@@ -1,10 +1,13 @@
 """Pipeline definitions (DESIGN §7)."""
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
+#: the longest timeout or expiry accepted (a leap year): bounds keep values storable
+MAX_SECONDS = 366 * 24 * 3600
+MAX_LEASE_SECONDS = 24 * 3600
 
 
 class Executor(BaseModel):
@@ -20,7 +23,7 @@ class StepSpec(BaseModel):
     uses: str = Field(min_length=1, max_length=100)
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     if_: str | None = Field(None, alias="if")
-    timeout_seconds: int | None = Field(None, ge=1)
+    timeout_seconds: int | None = Field(None, ge=1, le=MAX_SECONDS)
     retries: int = Field(0, ge=0, le=100)
 
 
@@ -36,10 +39,10 @@ class PipelineFields(BaseModel):
     steps: list[StepSpec] = Field(default_factory=list)
     rollback_steps: list[StepSpec] | None = None
     max_attempts: int = Field(1, ge=1, le=100)
-    timeout_seconds: int = Field(3600, ge=1)
-    lease_seconds: int | None = Field(None, ge=1)
+    timeout_seconds: int = Field(3600, ge=1, le=MAX_SECONDS)
+    lease_seconds: int | None = Field(None, ge=1, le=MAX_LEASE_SECONDS)
     labels: list[str] = Field(default_factory=list)
-    concurrency_limit: int | None = Field(None, ge=1)
+    concurrency_limit: int | None = Field(None, ge=1, le=1_000_000)
 
 
 class PipelineCreate(PipelineFields):
@@ -58,10 +61,18 @@ class PipelineUpdate(BaseModel):
     steps: list[StepSpec] | None = None
     rollback_steps: list[StepSpec] | None = None
     max_attempts: int | None = Field(None, ge=1, le=100)
-    timeout_seconds: int | None = Field(None, ge=1)
-    lease_seconds: int | None = Field(None, ge=1)
+    timeout_seconds: int | None = Field(None, ge=1, le=MAX_SECONDS)
+    lease_seconds: int | None = Field(None, ge=1, le=MAX_LEASE_SECONDS)
     labels: list[str] | None = None
-    concurrency_limit: int | None = Field(None, ge=1)
+    concurrency_limit: int | None = Field(None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _required_fields_stay_set(self) -> Self:
+        """Absent means unchanged; null may only clear what a pipeline may lack."""
+        for name in ("executor", "steps", "max_attempts", "timeout_seconds", "labels"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
 
 
 class PipelineOut(PipelineFields):

@@ -20,6 +20,7 @@ from runyard.problems import RunNotFound, StaleLease
 from runyard.runs import repo
 from runyard.runs.states import ENTRY_EVENT, TERMINAL, RunStatus, check_transition
 from runyard.settings import Settings
+from runyard.workspaces.quotas import ACTIVE, Quotas
 
 S = RunStatus
 
@@ -34,6 +35,7 @@ class RunCore:
         audit: AuditService,
         metrics: Metrics,
         settings: Settings,
+        quotas: Quotas,
     ) -> None:
         self.db = db
         self.broker = broker
@@ -42,6 +44,7 @@ class RunCore:
         self.audit = audit
         self.metrics = metrics
         self.settings = settings
+        self.quotas = quotas
 
     async def _locked(self, tx: Tx, caller: Caller, run_id: str) -> dict[str, Any]:
         run = await repo.get(tx.conn, caller.workspace_id, run_id, for_update=True)
@@ -77,7 +80,9 @@ class RunCore:
             tx.after_commit(self._wake_claimers(run["workspace_id"], run["executor"]))
         elif target is S.RUNNING and run["started_at"] is None:
             values["started_at"] = now
-        elif target in TERMINAL:
+        if previous in ACTIVE and target.value not in ACTIVE:
+            await self._free_slot(tx, run["workspace_id"])
+        if target in TERMINAL:
             values.update(completed_at=now, progress=1.0)
             start = run["started_at"] or run["created_at"]
             self.metrics.run_duration.observe((now - start).total_seconds())
@@ -87,6 +92,12 @@ class RunCore:
         if target is S.FAILED and run["error"]:
             payload["error"] = run["error"]
         await self._emit(tx, run, [*before, NewEvent(ENTRY_EVENT[target], payload)])
+
+    async def _free_slot(self, tx: Tx, workspace_id: str) -> None:
+        """A run left its concurrent-run slot: where the tier limits them, queued runs of
+        the workspace may now be claimed, by claimers of any executor."""
+        if await self.quotas.limits_concurrency(workspace_id):
+            tx.after_commit(self._wake_claimers(workspace_id, ANY_EXECUTOR))
 
     def _wake_claimers(self, workspace_id: str, executor: str) -> Callable[[], Awaitable[None]]:
         """Tell waiting claimers a run was queued; the message names its executor, so the
@@ -101,9 +112,19 @@ class RunCore:
 
     async def _emit(self, tx: Tx, run: dict[str, Any], items: list[NewEvent]) -> None:
         envelopes = await self.events.append(
-            tx, run["id"], items, run_id=run["id"], source="server", attempt=run["attempt"]
+            tx,
+            run["id"],
+            items,
+            run_id=run["id"],
+            source="server",
+            attempt=run["attempt"],
+            workspace_id=run["workspace_id"],
         )
         run["last_sequence"] = envelopes[-1]["sequence"]
+
+
+#: a wake-up for claimers of every executor
+ANY_EXECUTOR = "*"
 
 
 def claims_channel(workspace_id: str | None) -> str:

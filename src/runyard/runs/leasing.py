@@ -18,6 +18,8 @@ from runyard.runs.schemas import run_resource
 from runyard.runs.states import RunStatus
 
 S = RunStatus
+#: how many workspaces at their concurrency limit one claim looks past
+FULL_WORKSPACES_SKIPPED = 16
 
 
 class RunLeases(RunCore):
@@ -30,11 +32,21 @@ class RunLeases(RunCore):
         executors: Sequence[str] = (),
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Lease the oldest queued run matching the filters to a runner: ``(run, lease)`` or
-        None. A ``workspace_id`` of None claims from every workspace (the embedded worker)."""
+        None. A ``workspace_id`` of None claims from every workspace (the embedded worker).
+
+        A run of a workspace at its tier's concurrent-run limit stays queued (DESIGN §15);
+        the claim passes over up to :data:`FULL_WORKSPACES_SKIPPED` such workspaces."""
         async with self.db.write() as tx:
-            run = await repo.next_queued(tx.conn, workspace_id, pipelines, executors)
-            if run is None:
-                return None
+            full: list[str] = []
+            while True:
+                run = await repo.next_queued(tx.conn, workspace_id, pipelines, executors, full)
+                if run is None:
+                    return None
+                if await self.quotas.has_slot(tx.conn, run["workspace_id"]):
+                    break
+                full.append(run["workspace_id"])
+                if workspace_id is not None or len(full) > FULL_WORKSPACES_SKIPPED:
+                    return None
             caller = Caller(workspace_id=run["workspace_id"], actor=runner_id)
             lease = await self._grant_lease(tx, caller, run, runner_id)
         return run_resource(run), lease

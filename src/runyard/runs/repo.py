@@ -82,7 +82,9 @@ _ACTIVE = ("running", "cancelling")
 
 
 @functools.cache
-def _next_queued_statement(by_workspace: bool, by_pipeline: bool, by_executor: bool) -> Any:
+def _next_queued_statement(
+    by_workspace: bool, by_pipeline: bool, by_executor: bool, skipping: bool
+) -> Any:
     query = (
         sa.select(runs, event_streams.c.last_sequence)
         .outerjoin(event_streams, event_streams.c.id == runs.c.id)
@@ -94,6 +96,8 @@ def _next_queued_statement(by_workspace: bool, by_pipeline: bool, by_executor: b
         query = query.where(runs.c.pipeline.in_(sa.bindparam("_pipelines", expanding=True)))
     if by_executor:
         query = query.where(runs.c.executor.in_(sa.bindparam("_executors", expanding=True)))
+    if skipping:
+        query = query.where(runs.c.workspace_id.not_in(sa.bindparam("_skip", expanding=True)))
     return (
         query.order_by(runs.c.queued_at, runs.c.id)
         .limit(1)
@@ -106,12 +110,20 @@ async def next_queued(
     workspace_id: str | None,
     pipelines: Sequence[str] = (),
     executors: Sequence[str] = (),
+    skip_workspaces: Sequence[str] = (),
 ) -> dict[str, Any] | None:
-    """The oldest queued run matching the filters (a workspace of None: any), locked for
-    this claimer: concurrent claimers on PostgreSQL skip it (``SKIP LOCKED``); SQLite
-    serialises writers."""
-    query = _next_queued_statement(workspace_id is not None, bool(pipelines), bool(executors))
-    params = {"_ws": workspace_id, "_pipelines": list(pipelines), "_executors": list(executors)}
+    """The oldest queued run matching the filters (a workspace of None: any; none of
+    ``skip_workspaces``), locked for this claimer: concurrent claimers on PostgreSQL skip it
+    (``SKIP LOCKED``); SQLite serialises writers."""
+    query = _next_queued_statement(
+        workspace_id is not None, bool(pipelines), bool(executors), bool(skip_workspaces)
+    )
+    params = {
+        "_ws": workspace_id,
+        "_pipelines": list(pipelines),
+        "_executors": list(executors),
+        "_skip": list(skip_workspaces),
+    }
     row = (await conn.execute(query, params)).first()
     return dict(row._mapping) if row is not None else None
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.clock import isoformat
+from runyard.pipelines.schemas import MAX_SECONDS
 
 
 class RunCreate(BaseModel):
@@ -24,7 +25,7 @@ class RunCreate(BaseModel):
     require_approval: bool = False
     start: bool = Field(True, description="Queue at once; `false` leaves the run `pending`.")
     max_attempts: int | None = Field(None, ge=1, le=100)
-    timeout_seconds: int | None = Field(None, ge=1)
+    timeout_seconds: int | None = Field(None, ge=1, le=MAX_SECONDS)
     stream: bool = Field(False, description="Answer with the run's SSE stream until it ends.")
 
 
@@ -40,7 +41,7 @@ class ApprovalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: str = Field(max_length=5000)
-    expires_in_seconds: int | None = Field(None, ge=1)
+    expires_in_seconds: int | None = Field(None, ge=1, le=MAX_SECONDS)
     on_expire: Literal["reject", "approve", "fail"] = "reject"
     allow_self_approval: bool = True
     step: str | None = Field(None, max_length=200)

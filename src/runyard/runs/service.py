@@ -76,7 +76,14 @@ class RunService(RunApprovals):
                     reserved=len(items),
                 )
                 await self.events.write(
-                    tx, row["id"], 1, items, run_id=row["id"], source="server", attempt=0
+                    tx,
+                    row["id"],
+                    1,
+                    items,
+                    run_id=row["id"],
+                    source="server",
+                    attempt=0,
+                    workspace_id=caller.workspace_id,
                 )
                 await self.audit.record(
                     tx,
@@ -86,6 +93,7 @@ class RunService(RunApprovals):
                     row["id"],
                     {"pipeline": row["pipeline"], "status": row["status"], "replay_of": replay_of},
                 )
+                await self.quotas.admit_run(tx.conn, caller.workspace_id)  # last: see Quotas
         except IntegrityError as exc:
             raise RunExists(f"run {body.id} already exists") from exc
         row["last_sequence"] = len(items)
@@ -350,7 +358,14 @@ class RunService(RunApprovals):
             if also is not None:  # a record that belongs with these events (an artifact's)
                 await also(tx)
             envelopes = await self.events.write(
-                tx, run_id, first, items, run_id=run_id, source=source, attempt=state["attempt"]
+                tx,
+                run_id,
+                first,
+                items,
+                run_id=run_id,
+                source=source,
+                attempt=state["attempt"],
+                workspace_id=caller.workspace_id,
             )
             renew = lease_id is not None and await self._renewal_due(tx.conn, state)
         if renew:
@@ -440,7 +455,13 @@ class RunService(RunApprovals):
             run.update(values)
             await repo.update(tx.conn, run_id, values)
             envelopes = await self.events.append(
-                tx, run_id, [event], run_id=run_id, source=source, attempt=run["attempt"]
+                tx,
+                run_id,
+                [event],
+                run_id=run_id,
+                source=source,
+                attempt=run["attempt"],
+                workspace_id=run["workspace_id"],
             )
             run["last_sequence"] = envelopes[-1]["sequence"]
         return run_resource(run)

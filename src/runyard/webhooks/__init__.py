@@ -1,0 +1,1 @@
+"""Outbound webhooks (DESIGN §11): subscriptions, an outbox of deliveries, a delivery loop."""
