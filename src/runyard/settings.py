@@ -203,9 +203,16 @@ class Settings(BaseSettings):
         description="Wait before the first retry of a failed webhook delivery; it doubles per "
         "attempt, capped at an hour.",
     )
+    webhook_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="Days delivered and dead webhook deliveries are kept in the delivery log.",
+    )
     webhook_max_attempts: int = Field(
         34,
         ge=1,
+        le=1000,
         description="Attempts per webhook delivery, the first included, before it is `dead` "
         "(34 with the 5 s base: the last about 24 h after the first).",
     )
@@ -218,6 +225,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tiers_known(self) -> Self:
+        secret = self.tier_webhook_secret
+        if secret is not None and len(secret.get_secret_value()) < 16:
+            raise ValueError("RUNYARD_TIER_WEBHOOK_SECRET must be at least 16 characters")
         for needed in ("unlimited", self.default_tier):
             if needed not in self.tiers:
                 raise ValueError(f"RUNYARD_TIERS must define the tier {needed!r}")

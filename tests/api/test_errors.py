@@ -1,5 +1,7 @@
 """Every error path answers the one problem+json shape (DESIGN §3)."""
 
+import base64
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -144,3 +146,25 @@ async def test_numbers_too_large_to_store_are_400_not_500(client: httpx.AsyncCli
         f"/v1/runs/{(await make_run(client))['id']}/events?after_sequence={huge**2}"
     )
     assert_problem(far, 400, "invalid_input")
+
+
+async def test_cursors_deep_nesting_and_raw_registrations_are_400_not_500(
+    client: httpx.AsyncClient,
+) -> None:
+    nul_cursor = base64.urlsafe_b64encode(b'["2026-01-01T00:00:00+00:00", "\\u0000"]').decode()
+    assert_problem(await client.get(f"/v1/runs?cursor={nul_cursor}"), 400, "invalid_cursor")
+    deep = b'{"name": "x", "description": "\\u00e9", "input_schema": ' + b"[" * 100_000
+    response = await client.post(
+        "/v1/pipelines", content=deep, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    await make_pipeline(client)
+    run = await make_run(client)
+    claimed = (await client.post("/v1/runner/claim", json={})).json()
+    token = {"Authorization": f"Bearer {claimed['token']}", "content-type": "text/plain"}
+    path = f"/v1/runner/runs/{run['id']}/artifacts"
+    for body in (
+        rb'{"storage_key": "runs/x/a", "content_type": "a\u0000b"}',
+        rb'{"storage_key": "runs/x/a", "path": 7}',
+    ):
+        assert_problem(await client.post(path, content=body, headers=token), 400, "invalid_input")

@@ -6,8 +6,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
 
-from runyard.settings import TierLimits
+from runyard.settings import Settings, TierLimits
 from tests.support import assert_problem, make_pipeline, make_run
 
 pytestmark = pytest.mark.anyio
@@ -173,7 +175,7 @@ async def test_artifact_bytes_beyond_the_tier_are_refused_with_402(
     assert (await usage(client, headers))["artifact_bytes"] == 10
 
 
-@pytest.mark.settings(tier_webhook_secret="s3cret")
+@pytest.mark.settings(tier_webhook_secret="s3cret-s3cret-s3cret")
 async def test_tiers_change_by_a_server_admin_or_the_billing_webhook_secret(
     client: httpx.AsyncClient,
 ) -> None:
@@ -189,7 +191,7 @@ async def test_tiers_change_by_a_server_admin_or_the_billing_webhook_secret(
     # a billing system with the secret needs no key, even once keys exist
     root = (await client.post("/v1/api-keys", json={"name": "root", "role": "admin"})).json()
     by_billing = await client.patch(
-        path, json={"tier": "free"}, headers={"X-Webhook-Secret": "s3cret"}
+        path, json={"tier": "free"}, headers={"X-Webhook-Secret": "s3cret-s3cret-s3cret"}
     )
     assert by_billing.status_code == 200, by_billing.text
     assert by_billing.json()["tier"] == "free"
@@ -238,3 +240,54 @@ async def test_keys_decide_who_creates_and_sees_workspaces(client: httpx.AsyncCl
     keys = (await client.get("/v1/api-keys", headers=as_team)).json()["data"]
     assert [k["id"] for k in keys] == [team["admin_key"]["id"]]
     assert "secret" not in keys[0]
+
+
+@pytest.mark.settings(tiers=TINY)
+async def test_full_workspaces_do_not_crowd_out_other_runs(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Many full workspaces queued first: the embedded worker's claim (from every workspace)
+    still finds the default workspace's run behind them, and the next claim does not look
+    at them again."""
+    claim = {"runner": {"name": "r"}}
+    for _ in range(20):
+        headers = await new_workspace(client, "tiny")
+        await make_pipeline(client, headers=headers)
+        await make_run(client, headers=headers)
+        await make_run(client, headers=headers)  # queued behind the limit of 1
+        taken = await client.post("/v1/runner/claim", json=claim, headers=headers)
+        assert taken.status_code == 200
+    await make_pipeline(client, "mine")
+    mine = await make_run(client, "mine")
+    claimed = await app.state.services.runs.claim(None, runner_id="rnr_test")
+    assert claimed is not None
+    assert claimed[0]["id"] == mine["id"]
+    assert len(app.state.services.quotas.known_full()) == 20
+    # a runner starting a queued run itself (open mode) is held to the limit too
+    headers = await new_workspace(client, "tiny")
+    await make_pipeline(client, headers=headers)
+    first = await make_run(client, headers=headers)
+    second = await make_run(client, headers=headers)
+    started = await client.post(
+        f"/v1/runner/runs/{first['id']}/status", json={"status": "running"}, headers=headers
+    )
+    assert started.status_code == 200, started.text
+    refused = await client.post(
+        f"/v1/runner/runs/{second['id']}/status", json={"status": "running"}, headers=headers
+    )
+    assert_problem(refused, 409, "concurrency_limit")
+
+
+async def test_the_billing_secret_must_be_long_and_an_empty_header_never_matches(
+    client: httpx.AsyncClient,
+) -> None:
+    with pytest.raises(ValidationError):
+        Settings(tier_webhook_secret="")
+    created = (await client.post("/v1/workspaces", json={"name": "w"})).json()
+    path = f"/v1/workspaces/{created['id']}/tier"
+    # no secret configured: any header, the empty one included, is refused
+    for secret in ("", "anything-at-all-long-enough"):
+        response = await client.patch(
+            path, json={"tier": "pro"}, headers={"X-Webhook-Secret": secret}
+        )
+        assert_problem(response, 403, "bad_webhook_secret")

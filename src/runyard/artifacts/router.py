@@ -13,6 +13,7 @@ from runyard.artifacts.service import ArtifactService
 from runyard.http.body import read_limited
 from runyard.http.deps import ArtifactServiceDep, CallerDep, RunnerAuth, RunnerAuthDep
 from runyard.http.errors import problem_response, problem_responses, request_id_of
+from runyard.http.json_text import unstorable_text
 from runyard.http.responses import json_response
 from runyard.problems import BadRequest, InvalidInput
 
@@ -86,8 +87,9 @@ async def create_artifact(
         async with request.form(max_files=1, max_fields=10) as form:  # closes the spooled file
             artifact = await _upload(run_id, form, auth, artifacts)
     else:
+        raw = await read_limited(request, 64 * 1024)
         try:
-            body = orjson.loads(await read_limited(request, 64 * 1024))
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise BadRequest("the request body is not valid JSON", code="malformed_json") from exc
         if not isinstance(body, dict) or not isinstance(body.get("storage_key"), str):
@@ -95,6 +97,14 @@ async def create_artifact(
                 "register an artifact with at least a `storage_key`",
                 errors=[{"loc": ["body", "storage_key"], "msg": "Field required"}],
             )
+        for field in ("path", "content_type", "artifact_type"):
+            if body.get(field) is not None and not isinstance(body[field], str):
+                raise InvalidInput(
+                    f"`{field}` must be a string",
+                    errors=[{"loc": ["body", field], "msg": "Input should be a valid string"}],
+                )
+        if (problem := unstorable_text(raw)) is not None:
+            raise InvalidInput(problem, errors=[{"loc": ["body"], "msg": problem}])
         artifact = await artifacts.register(auth.caller, run_id, body, lease_id=auth.lease_id)
     return json_response(artifact, 201)
 

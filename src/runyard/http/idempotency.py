@@ -133,7 +133,7 @@ class IdempotencyMiddleware:
                 return None
             if credential.startswith("ryk_"):
                 row = await services.keys.authenticate(credential)
-                actor = (headers.get("x-user-id") or "") if row["can_impersonate"] else ""
+                actor = _impersonated(headers) if row["can_impersonate"] else ""
                 return f"key:{row['id']}:{actor}"
             claims = services.tokens.verify(credential)
             return f"run:{claims['sub']}:{claims.get('lease')}"
@@ -149,7 +149,7 @@ class IdempotencyMiddleware:
         session = await self.ports.services.sessions.authenticate(cookie)
         if not session.csrf_ok(headers.get(CSRF_HEADER)):
             return None
-        actor = (headers.get("x-user-id") or "") if session.can_impersonate else ""
+        actor = _impersonated(headers) if session.can_impersonate else ""
         return f"key:{session.key_id}:{actor}"
 
     async def _run(
@@ -258,3 +258,8 @@ def _sha(*parts: str) -> str:
         digest.update(part.encode("utf-8", "surrogateescape"))
         digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def _impersonated(headers: Headers) -> str:
+    """The actor a key that may impersonate acts as (as the caller's dependency reads it)."""
+    return headers.get("x-user-id") or headers.get("x-actor") or ""

@@ -24,8 +24,8 @@ def unstorable_text(body: bytes) -> str | None:
         value = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         return "the body is not valid UTF-8"
-    except ValueError:
-        return None  # not JSON at all: the route answers that itself
+    except (ValueError, RecursionError):
+        return None  # not JSON (or nested too deep to walk): the route answers that itself
     return _find(value)
 
 

@@ -23,7 +23,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, item_id = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(item_id, str):
+        if not isinstance(item_id, str) or not item_id.isascii() or not item_id.isprintable():
             raise TypeError(item_id)
         return parse(created_at), item_id
     except (ValueError, TypeError, orjson.JSONDecodeError) as exc:

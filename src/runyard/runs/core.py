@@ -97,6 +97,7 @@ class RunCore:
         """A run left its concurrent-run slot: where the tier limits them, queued runs of
         the workspace may now be claimed, by claimers of any executor."""
         if await self.quotas.limits_concurrency(workspace_id):
+            self.quotas.slot_freed(workspace_id)
             tx.after_commit(self._wake_claimers(workspace_id, ANY_EXECUTOR))
 
     def _wake_claimers(self, workspace_id: str, executor: str) -> Callable[[], Awaitable[None]]:

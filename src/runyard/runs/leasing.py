@@ -19,7 +19,7 @@ from runyard.runs.states import RunStatus
 
 S = RunStatus
 #: how many workspaces at their concurrency limit one claim looks past
-FULL_WORKSPACES_SKIPPED = 16
+FULL_WORKSPACES_SKIPPED = 100
 
 
 class RunLeases(RunCore):
@@ -35,18 +35,23 @@ class RunLeases(RunCore):
         None. A ``workspace_id`` of None claims from every workspace (the embedded worker).
 
         A run of a workspace at its tier's concurrent-run limit stays queued (DESIGN §15);
-        the claim passes over up to :data:`FULL_WORKSPACES_SKIPPED` such workspaces."""
+        the claim passes over those known to be full and up to
+        :data:`FULL_WORKSPACES_SKIPPED` more."""
+        # a runner claiming in its own workspace always gets the exact answer
+        full = [w for w in self.quotas.known_full() if w != workspace_id]
         async with self.db.write() as tx:
-            full: list[str] = []
-            while True:
+            for _ in range(FULL_WORKSPACES_SKIPPED + 1):
                 run = await repo.next_queued(tx.conn, workspace_id, pipelines, executors, full)
                 if run is None:
                     return None
-                if await self.quotas.has_slot(tx.conn, run["workspace_id"]):
+                slot = await self.quotas.has_slot(tx.conn, run["workspace_id"])
+                if slot:
                     break
-                full.append(run["workspace_id"])
-                if workspace_id is not None or len(full) > FULL_WORKSPACES_SKIPPED:
+                if slot is None or workspace_id is not None:
                     return None
+                full.append(run["workspace_id"])
+            else:
+                return None
             caller = Caller(workspace_id=run["workspace_id"], actor=runner_id)
             lease = await self._grant_lease(tx, caller, run, runner_id)
         return run_resource(run), lease

@@ -19,6 +19,7 @@ from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
 from runyard.pipelines.service import validate_input
 from runyard.problems import (
+    Conflict,
     NotFound,
     RunExists,
     RunFinished,
@@ -303,6 +304,14 @@ class RunService(RunApprovals):
             if target is S.RUNNING and run["status"] != S.RUNNING:
                 # a runner that starts a run without claiming it (open mode) still gets a
                 # lease, so a runner that then goes silent is handled by the lease rules
+                if run["status"] == S.QUEUED and not await self.quotas.has_slot(
+                    tx.conn, run["workspace_id"]
+                ):
+                    raise Conflict(
+                        f"workspace {run['workspace_id']} is at its concurrent-run limit; "
+                        "the run stays queued",
+                        code="concurrency_limit",
+                    )
                 await self._grant_lease(tx, caller, run, None)
                 if values:
                     run.update(values)

@@ -59,6 +59,7 @@ class Deliverer:
         self.max_attempts = settings.webhook_max_attempts
         self.allow_private = settings.webhook_allow_private
         self.concurrency = settings.webhook_concurrency
+        self.retention = timedelta(days=settings.webhook_retention_days)
         self.lease = timedelta(
             seconds=self.timeout + targets.RESOLVE_SECONDS + LEASE_MARGIN_SECONDS
         )
@@ -86,6 +87,7 @@ class Deliverer:
                             purged_at = time.monotonic()
                             async with self.db.write() as tx:
                                 await repo.purge_orphans(tx.conn)
+                                await repo.purge_finished(tx.conn, utcnow() - self.retention)
                     except Exception:
                         log.exception("webhooks: claiming deliveries failed")
                     with contextlib.suppress(TimeoutError):

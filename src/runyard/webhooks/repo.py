@@ -148,6 +148,15 @@ async def finish(conn: Conn, delivery_id: str, lease: datetime, values: dict[str
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def purge_finished(conn: Conn, before: datetime) -> None:
+    """Delivered and dead deliveries created before ``before`` (the retention)."""
+    await conn.execute(
+        sa.delete(webhook_deliveries).where(
+            D.status.in_(("delivered", "dead")), D.created_at < before
+        )
+    )
+
+
 async def purge_orphans(conn: Conn) -> None:
     """Deliveries of a subscription deleted while their event was being written."""
     await conn.execute(

@@ -10,6 +10,7 @@ the row lock is held as briefly as possible.
 """
 
 import functools
+import time
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,10 @@ from runyard.runs.tables import runs
 from runyard.workspaces.service import WorkspaceService
 from runyard.workspaces.tables import workspace_usage, workspaces
 
+#: how long claims from every workspace (the embedded worker's, the pusher's) pass over a
+#: workspace found at its concurrency limit without a look: a run finishing on this server
+#: clears it at once; one finishing on another replica is seen within this time
+FULL_SECONDS = 5.0
 #: statuses that hold one of a workspace's concurrent-run slots
 ACTIVE = ("running", "cancelling")
 
@@ -94,6 +99,7 @@ class Quotas:
     def __init__(self, db: Database, workspaces: WorkspaceService) -> None:
         self.db = db
         self.workspaces = workspaces
+        self._full: dict[str, float] = {}
 
     async def admit_run(self, conn: Conn, workspace_id: str) -> None:
         """Count a new run against this month's quota, or raise 402 when it is used up."""
@@ -114,15 +120,38 @@ class Quotas:
             period=period,
         )
 
-    async def has_slot(self, conn: Conn, workspace_id: str) -> bool:
-        """Whether the workspace may start one more run now. With a limit, the workspace row
-        is locked first (PostgreSQL), so two claimers cannot both take the last slot."""
+    async def has_slot(self, conn: Conn, workspace_id: str) -> bool | None:
+        """Whether the workspace may start one more run now: True (its row is then locked on
+        PostgreSQL, so two claimers cannot both take the last slot), False (full; nothing
+        locked), None (found full only once locked: the caller should stop, since going on
+        to lock another workspace's row could deadlock with a claimer doing the reverse)."""
         _, limits = await self.workspaces.limits_of(workspace_id)
-        if limits.concurrent_runs is None:
+        limit = limits.concurrent_runs
+        if limit is None:
             return True
+        if await self._active(conn, workspace_id) >= limit:
+            self._full[workspace_id] = time.monotonic() + FULL_SECONDS
+            return False
         await conn.execute(_LOCK_WORKSPACE, {"ws": workspace_id})
-        active = (await conn.execute(_ACTIVE_RUNS, {"ws": workspace_id})).scalar_one()
-        return int(active) < limits.concurrent_runs
+        if await self._active(conn, workspace_id) >= limit:
+            self._full[workspace_id] = time.monotonic() + FULL_SECONDS
+            return None
+        return True
+
+    def known_full(self) -> list[str]:
+        """Workspaces found at their limit in the last :data:`FULL_SECONDS`: claims pass over
+        them from the start, so full tenants cannot crowd out everyone else's runs."""
+        now = time.monotonic()
+        for workspace_id in [w for w, until in self._full.items() if until <= now]:
+            del self._full[workspace_id]
+        return list(self._full)
+
+    def slot_freed(self, workspace_id: str) -> None:
+        self._full.pop(workspace_id, None)
+
+    @staticmethod
+    async def _active(conn: Conn, workspace_id: str) -> int:
+        return int((await conn.execute(_ACTIVE_RUNS, {"ws": workspace_id})).scalar_one())
 
     async def limits_concurrency(self, workspace_id: str) -> bool:
         _, limits = await self.workspaces.limits_of(workspace_id)

@@ -112,8 +112,10 @@ class WorkspaceService:
         """Change a workspace's tier: a server admin (``caller``) or a billing system that
         presents the tier webhook secret (compared in constant time)."""
         if webhook_secret is not None:
-            if expected_secret is None or not hmac.compare_digest(
-                webhook_secret.encode(), expected_secret.encode()
+            if (
+                not expected_secret
+                or not webhook_secret
+                or not hmac.compare_digest(webhook_secret.encode(), expected_secret.encode())
             ):
                 raise Forbidden("X-Webhook-Secret does not match", code="bad_webhook_secret")
             actor = Caller(workspace_id=workspace_id, actor="billing-webhook")
