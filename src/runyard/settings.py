@@ -179,7 +179,8 @@ class Settings(BaseSettings):
     tier_webhook_secret: SecretStr | None = Field(
         None,
         description="Lets a billing system change a workspace's tier without an API key: "
-        "`PATCH /v1/workspaces/{id}/tier` with `X-Webhook-Secret` equal to it.",
+        "`PATCH /v1/workspaces/{id}/tier` with `X-Webhook-Secret` equal to it (16 characters "
+        "or more).",
     )
 
     webhook_url: str | None = Field(
