@@ -1,5 +1,6 @@
 """A real ``runyard serve`` process for end-to-end tests."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -27,40 +28,40 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     worker = [] if request.node.get_closest_marker("with_worker") else ["--no-worker"]
     extra = request.node.get_closest_marker("server_env")
     env = {**cli_env(), **(extra.kwargs if extra is not None else {})}
-    log = tmp_path / "serve.log"
+    process = start_serve(tmp_path / "data", port, env, tmp_path / "serve.log", *worker)
+    yield f"http://127.0.0.1:{port}"
+    stop(process)
+    assert (tmp_path / "data" / "runyard.db").exists()
+
+
+def start_serve(
+    data_dir: Path, port: int, env: dict[str, str], log: Path, *args: str
+) -> subprocess.Popen[bytes]:
+    """`runyard serve` on ``data_dir`` and ``port`` (output in ``log``); returns once
+    ``/health`` answers 200, and fails the test after 30 s."""
+    serve = ["serve", "--port", str(port), "--data-dir", str(data_dir), *args]
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runyard",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "data"),
-                *worker,
-            ],
+            [sys.executable, "-m", "runyard", *serve],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
         assert process.poll() is None, log.read_text()
-    else:
-        process.kill()
-        pytest.fail("runyard serve did not become healthy in 30 s")
-    yield base
+        with contextlib.suppress(httpx.TransportError):
+            health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1, trust_env=False)
+            if health.status_code == 200:
+                return process
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail("runyard serve did not become healthy in 30 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
-    assert (tmp_path / "data" / "runyard.db").exists()

@@ -7,7 +7,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import free_port
-from tests.e2e.conftest import cli_env
+from tests.e2e.conftest import cli_env, start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -58,34 +57,7 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 def serve(tmp_path: Path, port: int, env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
     """`runyard serve` on the test's data directory; returns once it is healthy."""
-    log = tmp_path / f"{name}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runyard",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--no-worker",
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    wait_until(lambda: healthy(port, process, log), "a healthy server")
-    return process
-
-
-def healthy(port: int, process: subprocess.Popen[bytes], log: Path) -> bool:
-    assert process.poll() is None, log.read_text()
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    return start_serve(tmp_path / "data", port, env, tmp_path / f"{name}.log", "--no-worker")
 
 
 def wait_until(check: Callable[[], bool], what: str, seconds: float = 30) -> None:

@@ -11,13 +11,10 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -27,7 +24,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from runyard.app import create_app
 from runyard.settings import Settings
 from tests.conftest import free_port, postgres_url
-from tests.e2e.conftest import cli_env
+from tests.e2e.conftest import cli_env, start_serve, stop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -87,37 +84,11 @@ def _serve(
         timeout=60,
     ).stdout.strip()
     port = free_port()
-    log = data.parent / "serve.log"
-    with log.open("wb") as output:
-        serve = ["serve", "--port", str(port), "--data-dir", str(data), "--no-worker"]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runyard", *serve],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    process = start_serve(data, port, env, data.parent / "serve.log", "--no-worker")
     try:
-        _wait_healthy(base, process, log)
-        yield base, key
+        yield f"http://127.0.0.1:{port}", key
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1, trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-        assert process.poll() is None, log.read_text()
-    pytest.fail("runyard serve did not become healthy in 30 s")
+        stop(process)
 
 
 @SCHEMA.parametrize()
