@@ -7,21 +7,14 @@ with the ``standardwebhooks`` library."""
 
 import asyncio
 import contextlib
-import logging
-import os
 import re
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from runyard.app import create_app
@@ -31,149 +24,20 @@ from runyard.settings import Settings
 from tests.api.test_isolation import add_workspace
 from tests.conftest import free_port
 from tests.support import assert_problem, make_pipeline, make_run, post_events
+from tests.webhook_support import (
+    Received,
+    Receiver,
+    all_status,
+    auth,
+    deliveries,
+    key,
+    metric,
+    subscribe,
+    wait_for_deliveries,
+)
 
 FAST = {"webhook_allow_private": True, "webhook_retry_base_seconds": 0.05}
 pytestmark = [pytest.mark.anyio, pytest.mark.settings(**FAST)]
-
-
-# -- a receiver on loopback -----------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-    def verify(self, secret: str) -> dict[str, Any]:
-        """The body, once its signature checks out with ``secret``."""
-        payload: dict[str, Any] = Webhook(secret).verify(self.body, self.headers)
-        return payload
-
-
-@dataclass
-class Receiver:
-    """An ASGI app that records every request and answers with the next scripted status
-    (then ``status``), after ``delay`` seconds."""
-
-    status: int = 204
-    script: list[int] = field(default_factory=list)
-    delay: float = 0.0
-    requests: list[Received] = field(default_factory=list)
-    url: str = ""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        self.requests.append(Received(headers, body))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        status = self.script.pop(0) if self.script else self.status
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def wait_for(self, count: int, seconds: float = 15) -> list[Received]:
-        deadline = time.monotonic() + seconds
-        while len(self.requests) < count:
-            assert time.monotonic() < deadline, f"{len(self.requests)} of {count} requests came"
-            await asyncio.sleep(0.02)
-        return self.requests
-
-
-@contextlib.asynccontextmanager
-async def receiving(receiver: Receiver) -> AsyncIterator[Receiver]:
-    """``receiver`` served by uvicorn on a free loopback port; its URL in ``receiver.url``."""
-    port = free_port()
-    config = uvicorn.Config(
-        receiver, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(250):
-        if server.started:
-            break
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    assert server.started, "the receiver did not start"
-    receiver.url = f"http://127.0.0.1:{port}/hooks/runyard"
-    try:
-        yield receiver
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with receiving(Receiver()) as started:
-        yield started
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-
-async def subscribe(
-    client: httpx.AsyncClient,
-    url: str,
-    events: list[str],
-    headers: dict[str, str] | None = None,
-    **fields: Any,
-) -> dict[str, Any]:
-    response = await client.post(
-        "/v1/webhooks", json={"url": url, "events": events, **fields}, headers=headers
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-async def deliveries(client: httpx.AsyncClient, webhook_id: str) -> list[dict[str, Any]]:
-    response = await client.get(f"/v1/webhooks/{webhook_id}/deliveries", params={"limit": 200})
-    assert response.status_code == 200, response.text
-    return list(response.json()["data"])
-
-
-async def wait_for_deliveries(
-    client: httpx.AsyncClient,
-    webhook_id: str,
-    done: Callable[[list[dict[str, Any]]], bool],
-    seconds: float = 15,
-) -> list[dict[str, Any]]:
-    """The webhook's deliveries once ``done`` holds for them (polling, bounded)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        found = await deliveries(client, webhook_id)
-        if done(found):
-            return found
-        assert time.monotonic() < deadline, f"deliveries never got there: {found}"
-        await asyncio.sleep(0.05)
-
-
-def all_status(status: str, count: int) -> Callable[[list[dict[str, Any]]], bool]:
-    return lambda found: len(found) == count and all(d["status"] == status for d in found)
-
-
-def auth(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
-
-
-async def key(client: httpx.AsyncClient, role: str, headers: dict[str, str] | None = None) -> str:
-    response = await client.post("/v1/api-keys", json={"name": role, "role": role}, headers=headers)
-    assert response.status_code == 201, response.text
-    return str(response.json()["secret"])
-
-
-def metric(text: str, result: str) -> float:
-    found = re.search(rf'^runyard_webhook_deliveries_total{{result="{result}"}} (\S+)$', text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
-# -- subscriptions --------------------------------------------------------------------------
 
 
 async def test_admins_create_list_read_change_and_delete_webhooks(
@@ -591,90 +455,3 @@ async def test_workspaces_see_and_get_only_their_own_webhooks(
         response = await client.request(method, path, json=body, headers=as_b)
         assert response.status_code == 404, (method, path, response.text)
     assert (await client.get(f"/v1/webhooks/{hook['id']}")).json()["enabled"] is True
-
-
-# -- replicas and RUNYARD_WEBHOOK_URL -------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def replicas(*settings: Settings) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """Apps on the same database, started together, each with an in-process client. The
-    database is made first (by an app started and stopped alone), as a deployment's is."""
-    alone = settings[0].model_copy(update={"webhook_url": None, "broker_url": "memory://"})
-    async with LifespanManager(create_app(alone)):
-        pass
-    apps = [create_app(s) for s in settings]
-    async with contextlib.AsyncExitStack() as stack:
-        # (the pusher sometimes needs its 5 s recheck to stop on Redis: reported separately)
-        managers = [LifespanManager(a, shutdown_timeout=15) for a in apps]
-        await asyncio.gather(*(stack.enter_async_context(m) for m in managers))
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=a), base_url="http://runyard.test"
-                )
-            )
-            for a in apps
-        ]
-        yield clients
-
-
-async def test_two_replicas_send_every_message_exactly_once(
-    settings: Settings, receiver: Receiver
-) -> None:
-    async with replicas(settings, settings) as (first, second):
-        hook = await subscribe(first, receiver.url, ["run.*"])
-        await make_pipeline(first)
-        for i in range(10):
-            await make_run(first if i % 2 else second)
-        requests = await receiver.wait_for(20)
-        await asyncio.sleep(0.3)
-        ids = [r.headers["webhook-id"] for r in requests]
-        assert len(ids) == 20 and len(set(ids)) == 20
-        await wait_for_deliveries(first, hook["id"], all_status("delivered", 20))
-
-
-async def test_the_settings_webhook_is_made_once_and_its_generated_secret_logged(
-    settings: Settings, receiver: Receiver, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="runyard.webhooks")
-    configured = settings.model_copy(update={"webhook_url": receiver.url})
-    async with replicas(configured, configured) as (client, _):  # replicas starting together
-        [hook] = (await client.get("/v1/webhooks")).json()["data"]
-        assert hook["url"] == receiver.url and hook["events"] == ["run.*"]
-        assert hook["workspace_id"] == "ws_default" and hook["created_by"] == "runyard:settings"
-        await make_pipeline(client)
-        await make_run(client, start=False)
-        [request] = await receiver.wait_for(1)
-    logged = re.findall(r"whsec_[A-Za-z0-9+/=]+", caplog.text)
-    assert len(logged) == 1  # logged once, by the replica that made it
-    assert request.verify(logged[0])["event"] == "run.created"
-
-    given = "whsec_" + "B" * 40
-    restarted = configured.model_copy(update={"webhook_secret": SecretStr(given)})
-    async with replicas(restarted) as (client,):  # a restart: still one, now with that secret
-        assert [w["id"] for w in (await client.get("/v1/webhooks")).json()["data"]] == [hook["id"]]
-        await make_run(client, start=False)
-        await receiver.wait_for(2)
-    receiver.requests[1].verify(given)
-    assert len(re.findall(r"whsec_[A-Za-z0-9+/=]+", caplog.text)) == 1  # never logged again
-
-
-@pytest.mark.skipif(
-    not os.environ.get("RUNYARD_TEST_REDIS_URL"), reason="RUNYARD_TEST_REDIS_URL is not set"
-)
-async def test_another_replica_sees_a_new_webhook_at_once(
-    settings: Settings, receiver: Receiver
-) -> None:
-    """Each replica caches a workspace's subscriptions; a change reaches the others through
-    the broker, long before the cache would expire by itself."""
-    shared = settings.model_copy(update={"broker_url": os.environ["RUNYARD_TEST_REDIS_URL"]})
-    async with replicas(shared, shared) as (first, second):
-        await make_pipeline(second)
-        await make_run(second, start=False)  # the second replica caches "no subscriptions"
-        hook = await subscribe(first, receiver.url, ["run.created"])
-        deadline = time.monotonic() + 2.0  # well inside the cache's lifetime
-        while not await deliveries(first, hook["id"]):
-            assert time.monotonic() < deadline, "the second replica kept its stale cache"
-            await make_run(second, start=False)
-            await asyncio.sleep(0.05)
