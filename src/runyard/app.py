@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from runyard import __version__
+from runyard.agents.router import router as agents_router
 from runyard.artifacts.router import router as artifacts_router
 from runyard.artifacts.router import runner_router as artifact_uploads_router
 from runyard.audit.router import router as audit_router
@@ -21,6 +22,7 @@ from runyard.http.idempotency import IdempotencyMiddleware, Ports
 from runyard.http.json_text import JsonTextMiddleware
 from runyard.http.middleware import RequestContextMiddleware
 from runyard.http.responses import json_response
+from runyard.llm.router import router as llm_router
 from runyard.observability.metrics import Metrics
 from runyard.observability.router import router as operations_router
 from runyard.pipelines.router import router as pipelines_router
@@ -78,8 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keys_router,
         sessions_router,
         audit_router,
+        agents_router,
         webhooks_router,
         workspaces_router,
+        llm_router,
     ):
         app.include_router(router)
 

@@ -2,12 +2,15 @@
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
 
+from runyard.agents.service import AgentService
+from runyard.agents.turn import TurnTools
 from runyard.artifacts.service import ArtifactService
 from runyard.audit.service import AuditService
 from runyard.auth.service import ApiKeyService
@@ -19,6 +22,8 @@ from runyard.db.migrate import upgrade
 from runyard.events.service import EventService
 from runyard.http.ratelimit import RateLimiter
 from runyard.idempotency.service import IdempotencyStore
+from runyard.llm.secrets import SecretBox, load_secrets_key
+from runyard.llm.service import LlmService
 from runyard.observability.metrics import Metrics
 from runyard.observability.service import OperationsService
 from runyard.pipelines.service import PipelineService
@@ -34,6 +39,7 @@ from runyard.webhooks.delivery import Deliverer
 from runyard.webhooks.outbox import Outbox
 from runyard.webhooks.service import WebhookService
 from runyard.worker.execution import WorkerTools
+from runyard.worker.llm_step import ModelCalls
 from runyard.worker.loop import EmbeddedWorker
 from runyard.workspaces.quotas import Quotas
 from runyard.workspaces.service import WorkspaceService
@@ -65,12 +71,15 @@ class Services:
     #: None unless RUNYARD_RATE_LIMIT_PER_SECOND is set
     limiter: RateLimiter | None = field(init=False, default=None)
     webhooks: WebhookService = field(init=False)
+    llm: LlmService = field(init=False)
+    agents: AgentService = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> "Services":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secrets = SecretBox(load_secrets_key(settings))  # first: a bad key fails the start
         db = Database(
             settings.resolved_database_url(),
             schema=settings.database_schema,
@@ -118,6 +127,10 @@ class Services:
         )
         services.limiter = RateLimiter.from_settings(settings)
         services.webhooks = WebhookService(db, broker, audit, outbox, settings)
+        services.llm = LlmService(db, audit, secrets)
+        services.agents = AgentService(
+            db, runs, events, pipelines, audit, services.llm, turns_enabled=settings.worker_enabled
+        )
         if settings.webhook_url:
             secret = settings.webhook_secret
             await services.webhooks.ensure_from_settings(
@@ -145,6 +158,12 @@ class Services:
                 httpx.AsyncClient(),
                 settings.resolved_public_url(),
                 settings.push_retry_base_seconds,
+                ModelCalls(
+                    services.llm,
+                    settings.model_timeout_seconds,
+                    settings.model_max_retries,
+                    settings.model_retry_base_seconds,
+                ),
             )
             services._clients.append(tools.http)
             worker = EmbeddedWorker(
@@ -154,7 +173,10 @@ class Services:
                 broker,
                 settings.data_dir / "work",
                 settings.worker_concurrency,
+                turns=TurnTools(services.agents, broker, tools.http, settings),
             )
+            # the model SDKs take seconds to import: not on the event loop at the first turn
+            services._tasks.append(asyncio.create_task(_import_model_clients()))
             operations.worker_task = asyncio.create_task(worker.run_forever())
             services._tasks.append(operations.worker_task)
         return services
@@ -172,6 +194,11 @@ class Services:
 
 
 PURGE_SECONDS = 300.0
+
+
+async def _import_model_clients() -> None:
+    for module in ("runyard.llm.openai_client", "runyard.llm.anthropic_client"):
+        await asyncio.to_thread(importlib.import_module, module)
 
 
 async def _purge_forever(store: IdempotencyStore) -> None:

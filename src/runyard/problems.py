@@ -4,14 +4,16 @@ Services raise a :class:`DomainError` subclass; the HTTP layer renders every err
 including FastAPI's validation and routing errors, with :func:`problem_body`.
 
     DomainError
-    ├── BadRequest (400)            ── InvalidInput, ReservedEventType
+    ├── BadRequest (400)            ── InvalidInput, ReservedEventType, NoDefaultModel
     ├── Unauthorized (401)
     ├── Forbidden (403)
-    ├── NotFound (404)              ── RunNotFound, PipelineNotFound
+    ├── NotFound (404)              ── RunNotFound, PipelineNotFound, LlmProviderNotFound,
+    │                                  LlmModelNotFound
     ├── QuotaExceeded (402)
     ├── Conflict (409)              ── InvalidTransition, RunExists, PipelineExists, StaleLease,
-    │                                  RunFinished
+    │                                  RunFinished, LlmProviderExists, LlmModelDisabled
     ├── PayloadTooLarge (413)
+    ├── LlmProviderKeyUnreadable (503)
     └── RateLimited (429)           (``Retry-After``)
 """
 
@@ -58,6 +60,11 @@ class ReservedEventType(BadRequest):
     title = "Reserved event type"
 
 
+class NoDefaultModel(BadRequest):
+    code = "no_default_model"
+    title = "No default model"
+
+
 class Unauthorized(DomainError):
     status = 401
     code = "unauthorized"
@@ -84,6 +91,16 @@ class RunNotFound(NotFound):
 class PipelineNotFound(NotFound):
     code = "pipeline_not_found"
     title = "Pipeline not found"
+
+
+class LlmProviderNotFound(NotFound):
+    code = "llm_provider_not_found"
+    title = "LLM provider not found"
+
+
+class LlmModelNotFound(NotFound):
+    code = "llm_model_not_found"
+    title = "LLM model not found"
 
 
 class Conflict(DomainError):
@@ -117,6 +134,27 @@ class RunFinished(Conflict):
     title = "Run has finished"
 
 
+class LlmProviderExists(Conflict):
+    code = "llm_provider_exists"
+    title = "LLM provider already exists"
+
+
+class LlmModelDisabled(Conflict):
+    """The model, or its provider, is disabled."""
+
+    code = "llm_model_disabled"
+    title = "LLM model disabled"
+
+
+class LlmProviderKeyUnreadable(DomainError):
+    """503: a provider's stored API key does not decrypt with this server's secrets key
+    (replicas with different ``RUNYARD_SECRETS_KEY``s, or a lost ``secrets.key``)."""
+
+    status = 503
+    code = "llm_provider_key_unreadable"
+    title = "LLM provider key unreadable"
+
+
 class QuotaExceeded(DomainError):
     """402 with ``quota``, ``current``, ``limit`` and ``period`` members (DESIGN §3, §15)."""
 
@@ -137,6 +175,12 @@ class RateLimited(DomainError):
     status = 429
     code = "rate_limited"
     title = "Too many requests"
+
+
+class Unavailable(DomainError):
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
 
 
 def problem_body(

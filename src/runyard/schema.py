@@ -1,11 +1,13 @@
 """Every feature's tables on the one :data:`runyard.db.base.metadata` (for Alembic and tests)."""
 
+from runyard.agents import tables as _agents  # noqa: F401
 from runyard.artifacts import tables as _artifacts  # noqa: F401
 from runyard.audit import tables as _audit  # noqa: F401
 from runyard.auth import tables as _auth  # noqa: F401
 from runyard.db.base import metadata
 from runyard.events import tables as _events  # noqa: F401
 from runyard.idempotency import tables as _idempotency  # noqa: F401
+from runyard.llm import tables as _llm  # noqa: F401
 from runyard.pipelines import tables as _pipelines  # noqa: F401
 from runyard.runners import tables as _runners  # noqa: F401
 from runyard.runs import tables as _runs  # noqa: F401

@@ -77,11 +77,37 @@ class Settings(BaseSettings):
     )
     worker_enabled: bool = Field(
         True,
-        description="Run the embedded worker, which executes `steps` pipelines, inside the "
-        "server (reported as `runner_mode`).",
+        description="Run the embedded worker, which executes `steps` pipelines and agent "
+        "turns, inside the server (reported as `runner_mode`).",
     )
     worker_concurrency: int = Field(
         4, ge=1, le=256, description="Runs the embedded worker executes at once."
+    )
+    model_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="How long a model call may wait on its provider: to connect, and for each "
+        "part of the streamed answer.",
+    )
+    model_max_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Retries of a model call answered 429, 5xx or not at all (honouring "
+        "`Retry-After`, else backing off exponentially) before the turn or step fails.",
+    )
+    model_retry_base_seconds: float = Field(
+        0.5, gt=0, le=60, description="First backoff between model call retries; it doubles."
+    )
+    agent_tools_allow_private: bool = Field(
+        False,
+        description="Let agents' HTTP and MCP tools reach hosts that are or resolve to private, "
+        "loopback, link-local or other non-public addresses (refused by default: SSRF). Set "
+        "it to use tools served on this machine or your network.",
+    )
+    agent_tool_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long one tool call of an agent may take."
     )
     push_retry_base_seconds: float = Field(
         1.0,
@@ -94,6 +120,14 @@ class Settings(BaseSettings):
         None,
         description="Key that signs runner tokens (HS256). Default: generated on first start "
         "into `<data_dir>/secret.key`. Replicas must share one.",
+    )
+    secrets_key: SecretStr | None = Field(
+        None,
+        description="Fernet key (32 url-safe base64-encoded bytes, e.g. from "
+        "`cryptography.fernet.Fernet.generate_key()`) that encrypts secrets at rest, such as "
+        "LLM providers' API keys. Default: generated on first start into "
+        "`<data_dir>/secrets.key` (mode 0600). All replicas must share it, and losing it "
+        "loses the stored secrets.",
     )
     lease_seconds: int = Field(
         30,
@@ -125,8 +159,9 @@ class Settings(BaseSettings):
     sse_batch_window_ms: float = Field(
         50.0,
         ge=0,
-        description="After a live event wakes an SSE stream, wait this long to send what else "
-        "arrives in one write: fewer, larger writes when thousands of clients watch a busy run.",
+        description="An SSE stream writes at most once per this window, each write with all "
+        "that arrived: fewer, larger writes when thousands of clients watch a busy run. The "
+        "first event after a quiet window is written at once.",
     )
     sse_queue_size: int = Field(
         4096,

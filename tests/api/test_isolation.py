@@ -30,6 +30,13 @@ BODIES: dict[str, Any] = {
     "/rollback": {},
     "/v1/pipelines/{pipeline_ref}": {"description": "changed"},
     "/v1/webhooks/{webhook_id}": {"enabled": False},
+    "/v1/llm-providers/{provider_id}": {"status": "disabled"},
+    "/v1/llm-providers/{provider_id}/models": {"model_id": "gpt-4o-mini"},
+    "/v1/llm-models/{model_id}": {"status": "disabled"},
+    "/v1/agents/{agent_id}": {"description": "changed"},
+    "/sessions": {"title": "theirs"},
+    "/sessions/{session_id}": {"title": "changed"},
+    "/messages": {"role": "user", "content": "hello"},
     "/tier": {"tier": "pro"},
 }
 
@@ -66,6 +73,12 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
     pipeline = await make_pipeline(client)
     run = await make_run(client)
     deliveries = await client.get(f"/v1/webhooks/{webhook.json()['id']}/deliveries")
+    provider = await client.post(
+        "/v1/llm-providers", json={"name": "a", "provider_type": "openai", "api_key": "sk-a"}
+    )
+    model = await client.post(
+        f"/v1/llm-providers/{provider.json()['id']}/models", json={"model_id": "gpt-4o-mini"}
+    )
     claim = (await client.post("/v1/runner/claim", json={})).json()
     token = {"Authorization": f"Bearer {claim['token']}"}
     upload = await client.post(
@@ -75,6 +88,8 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
         headers=token,
     )
     artifact = upload.json()
+    agent = await client.post("/v1/agents", json={"name": "a"})
+    session = await client.post(f"/v1/agents/{agent.json()['id']}/sessions", json={})
     key_a = await key_for(client, "ws_default")  # the first key: open mode ends here
     key_b = await app.state.services.keys.create(
         Caller(workspace_id="ws_b", actor="test"), name="admin", role="admin"
@@ -89,6 +104,10 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
         "webhook_id": webhook.json()["id"],
         "delivery_id": deliveries.json()["data"][0]["id"],
         "workspace_id": "ws_default",
+        "provider_id": provider.json()["id"],
+        "agent_id": agent.json()["id"],
+        "session_id": session.json()["id"],
+        "model_id": model.json()["id"],
     }
     as_b = {
         "Authorization": f"Bearer {key_b['secret']}",

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.conftest import cli_env
+from tests.llm_fake import FakeModelServer, Reply
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -151,3 +152,94 @@ def test_the_webhooks_walk_through_runs_as_documented(server: str, tmp_path: Pat
     assert new == ["deploy.started", "run.completed", "run.created", "run.queued", "run.started"]
     [repeat] = [line for line in received if line[1] == "repeat"]  # the redelivery
     assert [line[0] for line in received].count(repeat[0]) == 2  # with the same webhook-id
+
+
+#: what the agents walk-through asks the model, in order; the long answers are cut short by
+#: the walk-through (interrupted, cancelled), at 20 chunks a second they would last 10 s
+LONG = Reply(text="word " * 160, chunk=4, tokens_per_second=20)
+AGENT_REPLIES = [
+    Reply(
+        tool_calls=[("calculator", {"expression": "2400 * 17.5 / 100"})],
+        input_tokens=120,
+        output_tokens=20,
+    ),
+    Reply(text="17.5% of 2400 is 420.", input_tokens=160, output_tokens=12),
+    Reply(text="17.5% of 420 is 73.5."),  # the second turn
+    LONG,  # interrupted
+    Reply(text="2 + 2 = 4."),  # the interrupting turn
+    LONG,  # cancelled
+    Reply(text="Runyard logs each run step as an event."),  # the llm step
+]
+
+
+@pytest.mark.with_worker
+def test_the_agents_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    with FakeModelServer() as model:
+        model.script(*AGENT_REPLIES)
+        env = {"MODEL_URL": f"{model.url}/v1", "MODEL_NAME": "fake-model"}
+        stdout, _ = run_doc(server, "agents.md", tmp_path, env)
+        # the interrupted and the cancelled answers: the client went away long before the
+        # 10 s they would have taken
+        cut = [model.wait_done(index) for index in (3, 5)]
+        requests = list(model.requests)
+    assert [r.finished for r in cut] == [False, False]
+    provider = orjson.loads((tmp_path / "provider.json").read_text())
+    assert provider["api_key_set"] is True and "api_key" not in provider
+    assert requests[0].headers["authorization"] == "Bearer none"  # the key went to the model
+
+    [agent] = httpx.get(f"{server}/v1/agents").json()["data"]
+    [session] = httpx.get(f"{server}/v1/agents/{agent['id']}/sessions").json()["data"]
+    assert session["status"] == "idle"
+    turns = httpx.get(f"{server}/v1/runs", params={"session_id": session["id"], "limit": 10})
+    # newest first: the cancelled turn, the interrupting one, the enqueued and the interrupted
+    # ones (both cancelled), the second turn, the first
+    statuses = [(r["status"], r["pipeline"]) for r in turns.json()["data"]]
+    assert statuses == [
+        ("cancelled", "agent.turn"),
+        ("completed", "agent.turn"),
+        ("cancelled", "agent.turn"),
+        ("cancelled", "agent.turn"),
+        ("completed", "agent.turn"),
+        ("completed", "agent.turn"),
+    ]
+    first = httpx.get(f"{server}/v1/runs/{turns.json()['data'][-1]['id']}").json()
+    assert first["output"]["text"] == "17.5% of 2400 is 420."
+    assert first["usage"] == {
+        "input_tokens": 280,
+        "output_tokens": 32,
+        "cost_usd": pytest.approx((280 * 0.15 + 32 * 0.6) / 1e6),
+    }
+
+    path = f"{server}/v1/agents/{agent['id']}/sessions/{session['id']}/messages"
+    messages = httpx.get(path, params={"limit": 200}).json()["data"]
+    assert [(m["role"], m.get("name")) for m in messages[:4]] == [
+        ("user", None),
+        ("tool_call", "calculator"),
+        ("tool_result", "calculator"),
+        ("assistant", None),
+    ]
+    assert messages[2]["content"] == {"result": 420.0} and messages[2]["is_error"] is False
+    # the refused message was not kept; the interrupted and enqueued ones were
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    assert "Actually, just tell me 2 + 2." not in users
+    assert "Then a worked example, please." in users
+    # the second turn sent the whole history, the tool's result included
+    second = requests[2].body["messages"]
+    assert [m["role"] for m in second] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
+    assert len(requests) == len(AGENT_REPLIES)
+
+    assert "\n18 message.user And 17.5% of that?\n" in stdout
+    assert "\n409\n" in stdout and '"code":"turn_in_progress"' in stdout
+    assert "\ncancelling\n" in stdout
+    assert '3 tool_result {"result": 420.0}' in stdout
+    assert (
+        '{"summary": {"text": "Runyard logs each run step as an event.", "model": "fake-model"}}'
+        in stdout
+    )

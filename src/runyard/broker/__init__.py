@@ -6,15 +6,18 @@ from runyard.broker.base import Broker, Subscription
 from runyard.broker.memory import MemoryBroker
 
 
-async def wait_for_executor(subscription: Subscription, executor: bytes, seconds: float) -> None:
-    """Wait until a wake-up for runs of ``executor`` arrives (or ``seconds`` pass; also when
-    wake-ups were dropped, since one of them may have been ours)."""
+async def wait_for_executor(
+    subscription: Subscription, executor: bytes | tuple[bytes, ...], seconds: float
+) -> None:
+    """Wait until a wake-up for runs of ``executor`` (or any of several) arrives (or
+    ``seconds`` pass; also when wake-ups were dropped, since one of them may have been ours)."""
+    wanted = (executor,) if isinstance(executor, bytes) else executor
     deadline = asyncio.get_running_loop().time() + seconds
     while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
         if not await subscription.wait(remaining):
             return
         messages, overflowed = subscription.drain()
-        if overflowed or executor in messages or b"*" in messages:
+        if overflowed or b"*" in messages or any(e in messages for e in wanted):
             return
 
 

@@ -97,6 +97,8 @@ class Tx:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
+        #: what a service learned earlier in this transaction (e.g. a stream's mirror)
+        self.memo: dict[Any, Any] = {}
 
     def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._after_commit.append(callback)

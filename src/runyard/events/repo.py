@@ -14,7 +14,7 @@ _RESERVE = (
     sa.update(event_streams)
     .where(event_streams.c.id == sa.bindparam("_id"))
     .values(last_sequence=event_streams.c.last_sequence + sa.bindparam("_count"))
-    .returning(event_streams.c.last_sequence)
+    .returning(event_streams.c.last_sequence, event_streams.c.mirror_id)
 )
 _RESERVE_IN_WORKSPACE = _RESERVE.where(event_streams.c.workspace_id == sa.bindparam("_ws"))
 
@@ -27,6 +27,7 @@ async def create_stream(
     kind: str,
     created_at: Any,
     last_sequence: int,
+    mirror_id: str | None = None,
 ) -> None:
     await conn.insert_many(
         event_streams,
@@ -37,6 +38,7 @@ async def create_stream(
                 "kind": kind,
                 "last_sequence": last_sequence,
                 "created_at": created_at,
+                "mirror_id": mirror_id,
             }
         ],
     )
@@ -44,8 +46,9 @@ async def create_stream(
 
 async def reserve(
     conn: Conn, stream_id: str, count: int, *, workspace_id: str | None = None
-) -> int | None:
-    """Take ``count`` sequences from the stream's counter; the last one, or None if no stream.
+) -> tuple[int, str | None] | None:
+    """Take ``count`` sequences from the stream's counter: the last one and the stream's
+    mirror, or None if there is no such stream.
 
     The UPDATE holds the counter's row lock until commit, which makes sequences dense and
     gap-free under any concurrency (on SQLite the write lock does the same).
@@ -56,8 +59,8 @@ async def reserve(
         result = await conn.execute(
             _RESERVE_IN_WORKSPACE, {"_id": stream_id, "_count": count, "_ws": workspace_id}
         )
-    last: int | None = result.scalar_one_or_none()
-    return last
+    row = result.one_or_none()
+    return None if row is None else (int(row.last_sequence), row.mirror_id)
 
 
 async def stream_workspace(conn: Conn, stream_id: str) -> str:

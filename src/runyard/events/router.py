@@ -61,7 +61,7 @@ def sse_response(
     return EventSourceResponse(reader.frames(), headers=headers)
 
 
-def _resume_point(request: Request, after_sequence: int | None) -> int:
+def resume_point(request: Request, after_sequence: int | None) -> int:
     if after_sequence is not None:
         return after_sequence
     last_event_id = request.headers.get("last-event-id")
@@ -75,7 +75,7 @@ def _resume_point(request: Request, after_sequence: int | None) -> int:
     return int(last_event_id)
 
 
-async def _ndjson(
+async def ndjson_lines(
     events: EventService, stream_id: str, *, after: int, types: list[str], limit: int | None
 ) -> AsyncIterator[bytes]:
     async for batch in events.iterate(stream_id, after=after, types=types, limit=limit):
@@ -103,12 +103,12 @@ async def run_events(
     format: Literal["json", "ndjson"] = "json",
 ) -> Response:
     run = await runs.get(caller, run_id)
-    after = _resume_point(request, after_sequence)
+    after = resume_point(request, after_sequence)
     if stream or wants_event_stream(request):
         return sse_response(services, caller, run, after=after)
     if format == "ndjson" or NDJSON in request.headers.get("accept", ""):
         return StreamingResponse(
-            _ndjson(services.events, run_id, after=after, types=type, limit=limit),
+            ndjson_lines(services.events, run_id, after=after, types=type, limit=limit),
             media_type=NDJSON,
         )
     data, has_more = await services.events.page(run_id, after=after, limit=limit, types=type)
@@ -179,7 +179,7 @@ async def run_logfile(
 ) -> Response:
     await runs.get(caller, run_id)
     return StreamingResponse(
-        _ndjson(services.events, run_id, after=0, types=[], limit=None),
+        ndjson_lines(services.events, run_id, after=0, types=[], limit=None),
         media_type=NDJSON,
         headers={"Content-Disposition": f'attachment; filename="{run_id}.ndjson"'},
     )

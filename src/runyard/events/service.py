@@ -2,6 +2,11 @@
 
 Sequences come from the stream's counter row (see :func:`repo.reserve`); events are published
 to the broker only after their transaction commits (:meth:`Tx.after_commit`).
+
+A stream may have a **mirror**: every event written to it is also appended, in the same
+transaction, to the mirror with the mirror's own sequences. A session's turn runs mirror into
+the session's stream, so the session stream holds every event of every turn (DESIGN §15)
+while each run keeps its own dense stream from 1.
 """
 
 from collections.abc import AsyncIterator, Sequence
@@ -22,6 +27,7 @@ from runyard.observability.metrics import Metrics
 from runyard.problems import NotFound
 
 PAGE_SIZE = 1000
+_MIRROR = "events.mirror"
 
 
 @dataclass(slots=True)
@@ -50,9 +56,17 @@ class EventService:
         self.outbox = outbox
 
     async def create_stream(
-        self, tx: Tx, *, stream_id: str, workspace_id: str, kind: str, reserved: int = 0
+        self,
+        tx: Tx,
+        *,
+        stream_id: str,
+        workspace_id: str,
+        kind: str,
+        reserved: int = 0,
+        mirror_id: str | None = None,
     ) -> None:
-        """A new stream; ``reserved`` sequences (from 1) are taken for a first :meth:`write`."""
+        """A new stream; ``reserved`` sequences (from 1) are taken for a first :meth:`write`.
+        With ``mirror_id``, its events are also appended to that stream."""
         await repo.create_stream(
             tx.conn,
             stream_id=stream_id,
@@ -60,15 +74,19 @@ class EventService:
             kind=kind,
             created_at=utcnow(),
             last_sequence=reserved,
+            mirror_id=mirror_id,
         )
+        tx.memo[(_MIRROR, stream_id)] = mirror_id
 
     async def reserve(
         self, tx: Tx, stream_id: str, count: int, *, workspace_id: str | None = None
     ) -> int:
         """Take ``count`` sequences (holding the stream's lock until commit); the first one."""
-        last = await repo.reserve(tx.conn, stream_id, count, workspace_id=workspace_id)
-        if last is None:
+        reserved = await repo.reserve(tx.conn, stream_id, count, workspace_id=workspace_id)
+        if reserved is None:
             raise NotFound(f"event stream {stream_id} does not exist", code="stream_not_found")
+        last, mirror_id = reserved
+        tx.memo[(_MIRROR, stream_id)] = mirror_id
         return last - count + 1
 
     async def write(
@@ -108,19 +126,52 @@ class EventService:
             {**row, "time": isoformat(now if item.time is None else item.time)}
             for row, item in zip(rows, items, strict=True)
         ]
-        last = first + len(items) - 1
-        message = pack(first, last, items[-1].type, b"".join(map(envelope_frame, envelopes)))
-
-        async def publish() -> None:
-            self.metrics.events_appended.inc(len(items))
-            await self.broker.publish(channel(stream_id), message)
-
-        tx.after_commit(publish)
+        self._publish_after_commit(tx, stream_id, envelopes)
+        mirror_id = tx.memo.get((_MIRROR, stream_id))
+        if mirror_id is not None:
+            await self._mirror(tx, mirror_id, rows, envelopes)
         if run_id is not None and self.outbox is not None:
             if workspace_id is None:
                 workspace_id = await repo.stream_workspace(tx.conn, stream_id)
             await self.outbox.add(tx, workspace_id, run_id, envelopes)
         return envelopes
+
+    def _publish_after_commit(
+        self, tx: Tx, stream_id: str, envelopes: Sequence[dict[str, Any]]
+    ) -> None:
+        first, last = envelopes[0]["sequence"], envelopes[-1]["sequence"]
+        frames = b"".join(map(envelope_frame, envelopes))
+        message = pack(first, last, envelopes[-1]["type"], frames)
+
+        async def publish() -> None:
+            self.metrics.events_appended.inc(len(envelopes))
+            await self.broker.publish(channel(stream_id), message)
+
+        tx.after_commit(publish)
+
+    async def _mirror(
+        self,
+        tx: Tx,
+        mirror_id: str,
+        rows: Sequence[dict[str, Any]],
+        envelopes: Sequence[dict[str, Any]],
+    ) -> None:
+        """Copies of just-written events at the end of the mirror stream (own ids)."""
+        first = await self.reserve(tx, mirror_id, len(rows))
+        ids = new_ids("evt", len(rows))
+        copies = [
+            {**row, "id": ids[n], "stream_id": mirror_id, "sequence": first + n}
+            for n, row in enumerate(rows)
+        ]
+        await repo.insert(tx.conn, copies)
+        self._publish_after_commit(
+            tx,
+            mirror_id,
+            [
+                {**env, "id": ids[n], "stream_id": mirror_id, "sequence": first + n}
+                for n, env in enumerate(envelopes)
+            ],
+        )
 
     async def append(
         self,

@@ -91,12 +91,17 @@ class StreamReader:
                 yield chunk
             resyncs = 0
             window = self.settings.sse_batch_window_ms / 1000
+            loop = asyncio.get_running_loop()
+            last_write = -window
             while not self.ended:
                 if not await subscription.wait(self.settings.sse_keepalive_seconds):
                     yield KEEPALIVE
                     continue
-                if window:
-                    await asyncio.sleep(window)
+                # the first event after a quiet spell goes out at once (a model's first token);
+                # a busy stream is written at most once per window, with all that arrived
+                if (delay := last_write + window - loop.time()) > 0:
+                    await asyncio.sleep(delay)
+                last_write = loop.time()
                 messages, overflowed = subscription.drain()
                 if overflowed:
                     resyncs += 1

@@ -11,6 +11,8 @@ event_streams = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("last_sequence", sa.BigInteger, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # a stream whose every event is also appended to this one (a turn run's: its session's)
+    sa.Column("mirror_id", sa.String(64), nullable=True),
 )
 
 events = sa.Table(

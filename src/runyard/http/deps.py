@@ -13,6 +13,7 @@ from runyard.auth.sessions import COOKIE_NAME, CSRF_HEADER, SessionService
 from runyard.container import Services
 from runyard.context import Caller
 from runyard.http.ratelimit import retry_after
+from runyard.llm.service import LlmService
 from runyard.pipelines.service import PipelineService
 from runyard.problems import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from runyard.runners.service import RunnerService
@@ -276,6 +277,10 @@ async def _webhooks(request: Request) -> WebhookService:
     return _services(request).webhooks
 
 
+async def _llm(request: Request) -> LlmService:
+    return _services(request).llm
+
+
 ServicesDep = Annotated[Services, Depends(_services_dep)]
 CallerDep = Annotated[Caller, Depends(_caller)]
 AdminDep = Annotated[Caller, Depends(_admin)]
@@ -291,3 +296,4 @@ RunnerAuthDep = Annotated[RunnerAuth, Depends(_runner_auth)]
 RunnerServiceDep = Annotated[RunnerService, Depends(_runners)]
 ArtifactServiceDep = Annotated[ArtifactService, Depends(_artifacts)]
 WebhookServiceDep = Annotated[WebhookService, Depends(_webhooks)]
+LlmServiceDep = Annotated[LlmService, Depends(_llm)]

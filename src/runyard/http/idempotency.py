@@ -9,8 +9,10 @@ change) is stored and replayed with ``Idempotent-Replayed: true``.
 
 Not covered (the header is ignored): streams (``"stream": true`` or ``Accept:
 text/event-stream``), uploads (multipart, ``/artifacts``), bodies over the request limit,
-and answers that carry secrets (API keys, webhook secrets, claims and runner tokens,
-sessions), which are never stored.
+answers that carry secrets (API keys, webhook secrets, claims and runner tokens,
+sessions), which are never stored, and requests that carry one (an LLM provider's API key),
+whose body digest would let anyone who reads the table test guesses of the key. A provider's
+unique name keeps a retried create from making a second one (409 ``llm_provider_exists``).
 """
 
 import hashlib
@@ -30,7 +32,7 @@ from runyard.problems import DomainError
 
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _NOT_COVERED = re.compile(
-    r"^/v1/(api-keys|auth/\w+|workspaces|webhooks|runner/claim"
+    r"^/v1/(api-keys|auth/\w+|workspaces|webhooks|llm-providers|runner/claim"
     r"|runner/runs/[^/]+/(token|artifacts))$"
 )
 _NOT_FINAL = frozenset({401, 402, 403, 408, 429})

@@ -17,7 +17,7 @@ from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
 from runyard.pipelines import repo
 from runyard.pipelines.schemas import PipelineCreate, PipelineUpdate, spec_of
-from runyard.problems import InvalidInput, PipelineExists, PipelineNotFound
+from runyard.problems import Conflict, InvalidInput, PipelineExists, PipelineNotFound
 
 SPEC_CACHE_SIZE = 4096
 
@@ -69,13 +69,39 @@ def validate_input(pipeline: dict[str, Any], value: dict[str, Any]) -> None:
         )
 
 
+#: pipelines the server defines and executes itself (DESIGN §8): made per workspace on first
+#: use; a user cannot create, change or delete one
+BUILTIN_PIPELINES: dict[str, dict[str, Any]] = {
+    "agent.turn": {
+        "description": "One turn of an agent session: the model, its tool calls, the answer.",
+        "executor": {"type": "agent"},
+        "steps": [],
+        "max_attempts": 1,
+        "timeout_seconds": 3600,
+        "labels": [],
+    },
+}
+
+
+def _refuse_builtin(row: dict[str, Any]) -> None:
+    if row["name"] in BUILTIN_PIPELINES:
+        raise Conflict(
+            f"{row['name']!r} is a built-in pipeline of the server", code="builtin_pipeline"
+        )
+
+
 class PipelineService:
     def __init__(self, db: Database, audit: AuditService) -> None:
         self.db = db
         self.audit = audit
         self._specs: dict[tuple[str, int], dict[str, Any]] = {}
+        self._builtins: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def create(self, caller: Caller, body: PipelineCreate) -> dict[str, Any]:
+        if body.name in BUILTIN_PIPELINES:
+            raise PipelineExists(
+                f"{body.name!r} is a built-in pipeline of the server", code="builtin_pipeline"
+            )
         _check_schema(body.input_schema)
         now = utcnow()
         row: dict[str, Any] = {
@@ -98,6 +124,36 @@ class PipelineService:
         except IntegrityError as exc:
             raise PipelineExists(f"a pipeline named {body.name!r} already exists") from exc
         return pipeline_resource(row)
+
+    async def ensure_builtin(self, workspace_id: str, name: str) -> dict[str, Any]:
+        """The workspace's built-in pipeline ``name`` (:data:`BUILTIN_PIPELINES`), made on
+        first use."""
+        key = (workspace_id, name)
+        if (row := self._builtins.get(key)) is not None:
+            return row
+        now = utcnow()
+        spec = BUILTIN_PIPELINES[name]
+        row = {
+            "id": new_id("pl"),
+            "workspace_id": workspace_id,
+            "name": name,
+            "version": 1,
+            "spec": spec,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self.db.write() as tx:
+                found = await repo.find(tx.conn, workspace_id, name=name)
+                if found is None:
+                    await repo.insert(tx.conn, row)
+                else:
+                    row = found
+        except IntegrityError:  # made at the same moment by another request
+            async with self.db.read() as conn:
+                row = await self._find(conn, workspace_id, name)
+        self._builtins[key] = row
+        return row
 
     async def get(self, caller: Caller, ref: str) -> dict[str, Any]:
         async with self.db.read() as conn:
@@ -160,6 +216,7 @@ class PipelineService:
             _check_schema(changes["input_schema"])
         async with self.db.write() as tx:
             row = await self._find(tx.conn, caller.workspace_id, ref, for_update=True)
+            _refuse_builtin(row)
             row["spec"] = {**row["spec"], **changes}
             row["version"] += 1
             row["updated_at"] = utcnow()
@@ -183,6 +240,7 @@ class PipelineService:
     async def delete(self, caller: Caller, ref: str) -> None:
         async with self.db.write() as tx:
             row = await self._find(tx.conn, caller.workspace_id, ref, for_update=True)
+            _refuse_builtin(row)
             await repo.delete(tx.conn, row["id"])
             for key in [key for key in self._specs if key[0] == row["id"]]:
                 del self._specs[key]

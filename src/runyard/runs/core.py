@@ -92,6 +92,17 @@ class RunCore:
         if target is S.FAILED and run["error"]:
             payload["error"] = run["error"]
         await self._emit(tx, run, [*before, NewEvent(ENTRY_EVENT[target], payload)])
+        if target in TERMINAL and previous != S.PENDING and run.get("session_id"):
+            await self._next_turn(tx, run)
+
+    async def _next_turn(self, tx: Tx, run: dict[str, Any]) -> None:
+        """A session's turn ended: the oldest turn waiting behind it (``multitask:
+        enqueue``) is queued now."""
+        waiting = await repo.session_turns(
+            tx.conn, run["workspace_id"], run["session_id"], [S.PENDING.value], lock=True
+        )
+        if waiting:
+            await self._transition(tx, waiting[0], S.QUEUED, data={"after_turn": run["id"]})
 
     async def _free_slot(self, tx: Tx, workspace_id: str) -> None:
         """A run left its concurrent-run slot: where the tier limits them, queued runs of

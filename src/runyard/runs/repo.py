@@ -242,3 +242,44 @@ async def list_page(
         )
     query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
     return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
+
+async def session_turns(
+    conn: Conn, workspace_id: str, session_id: str, statuses: Sequence[str], *, lock: bool
+) -> list[dict[str, Any]]:
+    """A session's turn runs in these statuses, oldest first (locked when ``lock``)."""
+    query = (
+        sa.select(runs, event_streams.c.last_sequence)
+        .outerjoin(event_streams, event_streams.c.id == runs.c.id)
+        .where(
+            runs.c.session_id == session_id,
+            runs.c.workspace_id == workspace_id,
+            runs.c.status.in_(statuses),
+        )
+        .order_by(runs.c.created_at, runs.c.id)
+    )
+    if lock:
+        query = query.with_for_update(of=runs)
+    return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
+
+async def latest_turn_status(conn: Conn, session_ids: Sequence[str]) -> dict[str, str]:
+    """The status of each session's newest turn run (sessions without turns are absent)."""
+    if not session_ids:
+        return {}
+    newest = (
+        sa.select(
+            runs.c.session_id,
+            runs.c.status,
+            sa.func.row_number()
+            .over(
+                partition_by=runs.c.session_id,
+                order_by=(runs.c.created_at.desc(), runs.c.id.desc()),
+            )
+            .label("n"),
+        )
+        .where(runs.c.session_id.in_(session_ids))
+        .subquery()
+    )
+    query = sa.select(newest.c.session_id, newest.c.status).where(newest.c.n == 1)
+    return {str(row.session_id): str(row.status) for row in (await conn.execute(query)).all()}

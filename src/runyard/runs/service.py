@@ -56,47 +56,60 @@ class RunService(RunApprovals):
                 )
                 if validate:
                     validate_input(pipeline, body.input)
-                row = _new_run(caller, body, pipeline)
-                row["replay_of"] = replay_of
-                if body.id is not None and await repo.exists(tx.conn, row["id"]):
-                    raise RunExists(f"run {row['id']} already exists")
-                items = [
-                    NewEvent("run.created", {"status": row["status"], "pipeline": row["pipeline"]})
-                ]
-                if body.start:
-                    items.append(
-                        NewEvent("run.queued", {"status": "queued", "previous_status": None})
-                    )
-                    tx.after_commit(self._wake_claimers(caller.workspace_id, row["executor"]))
-                await repo.insert(tx.conn, row)
-                await self.events.create_stream(
-                    tx,
-                    stream_id=row["id"],
-                    workspace_id=caller.workspace_id,
-                    kind="run",
-                    reserved=len(items),
-                )
-                await self.events.write(
-                    tx,
-                    row["id"],
-                    1,
-                    items,
-                    run_id=row["id"],
-                    source="server",
-                    attempt=0,
-                    workspace_id=caller.workspace_id,
-                )
-                await self.audit.record(
-                    tx,
-                    caller,
-                    "run.create",
-                    "run",
-                    row["id"],
-                    {"pipeline": row["pipeline"], "status": row["status"], "replay_of": replay_of},
-                )
-                await self.quotas.admit_run(tx.conn, caller.workspace_id)  # last: see Quotas
+                return await self.create_in(tx, caller, pipeline, body, replay_of=replay_of)
         except IntegrityError as exc:
             raise RunExists(f"run {body.id} already exists") from exc
+
+    async def create_in(
+        self,
+        tx: Tx,
+        caller: Caller,
+        pipeline: dict[str, Any],
+        body: RunCreate,
+        *,
+        replay_of: str | None = None,
+        session_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a run of ``pipeline`` in ``tx``; the quota check is its last statement, so
+        ``tx`` should commit soon after. A session's turn run mirrors its events into the
+        session's stream."""
+        row = _new_run(caller, body, pipeline)
+        row["replay_of"] = replay_of
+        row["session_id"] = session_id
+        if body.id is not None and await repo.exists(tx.conn, row["id"]):
+            raise RunExists(f"run {row['id']} already exists")
+        items = [NewEvent("run.created", {"status": row["status"], "pipeline": row["pipeline"]})]
+        if body.start:
+            items.append(NewEvent("run.queued", {"status": "queued", "previous_status": None}))
+            tx.after_commit(self._wake_claimers(caller.workspace_id, row["executor"]))
+        await repo.insert(tx.conn, row)
+        await self.events.create_stream(
+            tx,
+            stream_id=row["id"],
+            workspace_id=caller.workspace_id,
+            kind="run",
+            reserved=len(items),
+            mirror_id=session_id,
+        )
+        await self.events.write(
+            tx,
+            row["id"],
+            1,
+            items,
+            run_id=row["id"],
+            source="server",
+            attempt=0,
+            workspace_id=caller.workspace_id,
+        )
+        await self.audit.record(
+            tx,
+            caller,
+            "run.create",
+            "run",
+            row["id"],
+            {"pipeline": row["pipeline"], "status": row["status"], "replay_of": replay_of},
+        )
+        await self.quotas.admit_run(tx.conn, caller.workspace_id)  # last: see Quotas
         row["last_sequence"] = len(items)
         return run_resource(row)
 
@@ -250,6 +263,19 @@ class RunService(RunApprovals):
                 {"reason": reason, "force": force, "result": result},
             )
         return result, run_resource(run)
+
+    async def interrupt(
+        self, tx: Tx, caller: Caller, turns: Sequence[dict[str, Any]], *, reason: str
+    ) -> None:
+        """Cancel a session's unfinished turns (locked by the caller) at once, waiting ones
+        first, so none of them is started by the end of another."""
+        for run in sorted(turns, key=lambda r: r["status"] != S.PENDING):
+            await self._transition(
+                tx, run, S.CANCELLED, data={"reason": reason, "force": True, "actor": caller.actor}
+            )
+            await self.audit.record(
+                tx, caller, "run.cancel", "run", run["id"], {"reason": reason, "force": True}
+            )
 
     async def delete(self, caller: Caller, run_id: str) -> None:
         """Delete the run and its events; a run still in flight is cancelled first, so live

@@ -44,6 +44,7 @@ runs = sa.Table(
     sa.Index("ix_runs_workspace_status", "workspace_id", "status"),
     sa.Index("ix_runs_workspace_pipeline", "workspace_id", "pipeline"),
     sa.Index("ix_runs_status_lease", "status", "lease_expires_at"),
+    sa.Index("ix_runs_session_created", "session_id", "created_at"),
 )
 
 #: every lease ever granted: the attempt history a run's diagnostics show

@@ -18,8 +18,17 @@ MAX_BATCH = 500
 
 
 class EventBuffer:
-    def __init__(self, write: Callable[[list[NewEvent]], Awaitable[None]]) -> None:
+    """``flush_seconds=0`` writes as soon as the writer is free, with everything that queued
+    while it wrote (a model's tokens: the first one is not held back)."""
+
+    def __init__(
+        self,
+        write: Callable[[list[NewEvent]], Awaitable[None]],
+        *,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
         self._write = write
+        self._flush_seconds = flush_seconds or None
         self._pending: list[NewEvent] = []
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
@@ -35,13 +44,13 @@ class EventBuffer:
 
     def _add(self, event: NewEvent) -> None:
         self._pending.append(event)
-        if len(self._pending) >= MAX_BATCH:
+        if self._flush_seconds is None or len(self._pending) >= MAX_BATCH:
             self._wake.set()
 
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), self._flush_seconds)
             self._wake.clear()
             try:
                 await self.flush()

@@ -25,6 +25,7 @@ from runyard.runners.tokens import RunnerTokens
 from runyard.runs.schemas import RunStatusReport
 from runyard.runs.service import RunService
 from runyard.worker.buffer import EventBuffer
+from runyard.worker.llm_step import ModelCalls, run_llm
 from runyard.worker.steps import StepContext, StepFailed, run_command, run_python
 from runyard.worker.templates import TemplateFailure, condition, render
 
@@ -43,6 +44,8 @@ class WorkerTools:
     http: httpx.AsyncClient
     public_url: str
     retry_base_seconds: float = 1.0
+    #: how ``llm`` steps reach models (None: they fail with ``unsupported_step``)
+    model_calls: ModelCalls | None = None
 
 
 class RunExecution:
@@ -65,6 +68,7 @@ class RunExecution:
         self.caller = Caller(workspace_id=run["workspace_id"], actor="runyard:worker")
         self.work_dir = work_dir
         self.cancel_requested = False
+        self.usage: dict[str, Any] = dict(run["usage"] or {})
 
     async def execute(self) -> None:
         self.buffer = EventBuffer(self._write_events)
@@ -238,6 +242,12 @@ class RunExecution:
             return await run_python(options, ctx)
         if uses == "http":
             return await self._http_step(name, options, attempt)
+        if uses == "llm" and self.tools.model_calls is not None:
+            output, usage = await run_llm(
+                options, ctx, self.tools.model_calls, self.run["workspace_id"]
+            )
+            await self._add_usage(usage)
+            return output
         raise StepFailed("unsupported_step", f"the embedded worker cannot run `{uses}` steps yet")
 
     async def _http_step(self, name: str, options: dict[str, Any], attempt: int) -> Any:
@@ -279,6 +289,16 @@ class RunExecution:
             )
             failure.recorded = True
             raise failure
+
+    async def _add_usage(self, usage: dict[str, Any]) -> None:
+        """Add a model call's tokens and cost to the run's ``usage`` (kept across attempts)."""
+        for key in ("input_tokens", "output_tokens"):
+            self.usage[key] = int(self.usage.get(key) or 0) + int(usage[key])
+        if usage["cost_usd"] is not None:
+            self.usage["cost_usd"] = round(
+                float(self.usage.get("cost_usd") or 0.0) + usage["cost_usd"], 10
+            )
+        await self._report(usage=self.usage)
 
     async def _collect_outputs(self) -> None:
         """Files the step wrote to ``$RUNYARD_OUTPUT_DIR`` become artifacts (by their path),

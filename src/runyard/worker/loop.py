@@ -4,12 +4,18 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runyard.broker import Broker, wait_for_executor
 from runyard.pipelines.service import PipelineService
 from runyard.runs.service import RunService, claims_channel
 from runyard.worker.execution import RunExecution, WorkerTools
+
+if TYPE_CHECKING:
+    from runyard.agents.turn import TurnTools
+
+#: the built-in pipeline of agent turns (its runs' executor is ``agent``)
+TURN_PIPELINE = "agent.turn"
 
 log = logging.getLogger(__name__)
 RUNNER_ID = "rnr_embedded"
@@ -26,6 +32,7 @@ class EmbeddedWorker:
         broker: Broker,
         work_root: Path,
         concurrency: int,
+        turns: "TurnTools | None" = None,
     ) -> None:
         self.runs = runs
         self.pipelines = pipelines
@@ -34,6 +41,8 @@ class EmbeddedWorker:
         self.work_root = work_root
         self.slots = asyncio.Semaphore(concurrency)
         self.executions: set[asyncio.Task[None]] = set()
+        self.turns = turns
+        self.executors = ["steps", "agent"] if turns is not None else ["steps"]
 
     async def run_forever(self) -> None:
         wake = await self.broker.subscribe(claims_channel(None), 64)
@@ -41,13 +50,17 @@ class EmbeddedWorker:
             while True:
                 await self.slots.acquire()
                 try:
-                    claimed = await self.runs.claim(None, runner_id=RUNNER_ID, executors=["steps"])
+                    claimed = await self.runs.claim(
+                        None, runner_id=RUNNER_ID, executors=self.executors
+                    )
                 except Exception:
                     log.exception("embedded worker: claim failed")
                     claimed = None
                 if claimed is None:
                     self.slots.release()
-                    await wait_for_executor(wake, b"steps", RECHECK_SECONDS)
+                    await wait_for_executor(
+                        wake, tuple(e.encode() for e in self.executors), RECHECK_SECONDS
+                    )
                     continue
                 task = asyncio.create_task(self._execute(*claimed))
                 self.executions.add(task)
@@ -65,9 +78,14 @@ class EmbeddedWorker:
         self.slots.release()
 
     async def _execute(self, run: dict[str, Any], lease: dict[str, Any]) -> None:
-        work_dir = self.work_root / run["id"]
-        work_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if run["pipeline"] == TURN_PIPELINE and self.turns is not None:
+                from runyard.agents.turn import TurnExecution
+
+                await TurnExecution(self.turns, run, lease).execute()
+                return
+            work_dir = self.work_root / run["id"]
+            work_dir.mkdir(parents=True, exist_ok=True)
             execution = RunExecution(self.runs, self.pipelines, self.tools, run, lease, work_dir)
             await execution.execute()
         except asyncio.CancelledError:

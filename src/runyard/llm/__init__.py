@@ -1,0 +1,1 @@
+"""LLM providers and models (DESIGN §9): where model calls go, and one client over their SDKs."""

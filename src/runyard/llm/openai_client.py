@@ -1,0 +1,150 @@
+"""Chat completions through the ``openai`` SDK: OpenAI and OpenAI-compatible servers (vLLM,
+Ollama, LM Studio...). ``client.stream_chat`` is the way in."""
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
+from dataclasses import dataclass, field
+
+import httpx2
+import openai
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionChunk,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageParam,
+)
+
+from runyard.llm.client import Failure, parse_arguments, provider_message, tls_context
+from runyard.llm.types import (
+    ChatMessage,
+    Finished,
+    ModelError,
+    ResolvedModel,
+    StreamItem,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+FINISH_REASONS = {"function_call": "tool_calls"}
+
+
+async def stream(
+    model: ResolvedModel,
+    messages: Sequence[ChatMessage],
+    tools: Sequence[ToolSpec],
+    *,
+    temperature: float | None,
+    max_tokens: int | None,
+    timeout_seconds: float,
+) -> AsyncGenerator[StreamItem, None]:
+    config = model.config
+    # OpenAI itself wants max_completion_tokens (its reasoning models refuse max_tokens);
+    # compatible servers mostly know only max_tokens.
+    tokens_field = "max_completion_tokens" if config.provider_type == "openai" else "max_tokens"
+    given = openai.omit if max_tokens is None else max_tokens
+    async with openai.AsyncOpenAI(
+        base_url=config.base_url,
+        api_key=config.api_key or "not-needed",
+        max_retries=0,
+        timeout=timeout_seconds,
+        http_client=openai.DefaultAsyncHttpxClient(verify=tls_context(), timeout=timeout_seconds),
+    ) as client:
+        chunks = await client.chat.completions.create(
+            model=model.model,
+            messages=[_message(m) for m in messages],
+            tools=[_tool(t) for t in tools] if tools else openai.omit,
+            temperature=openai.omit if temperature is None else temperature,
+            max_completion_tokens=given if tokens_field == "max_completion_tokens" else openai.omit,
+            max_tokens=given if tokens_field == "max_tokens" else openai.omit,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async with chunks:
+            async for item in _items(chunks):
+                yield item
+
+
+def failure(exc: Exception) -> Failure | None:
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        return Failure("timeout")
+    if isinstance(exc, openai.APIConnectionError | httpx2.RequestError):
+        return Failure("connection")
+    if isinstance(exc, openai.APIStatusError):
+        return Failure("status", exc.status_code, exc.response.headers, provider_message(exc.body))
+    if isinstance(exc, openai.APIError):  # an error event inside the stream
+        return Failure("other", detail=provider_message(exc.body) or exc.message)
+    if isinstance(exc, openai.OpenAIError):
+        return Failure("other", detail=type(exc).__name__)
+    return None
+
+
+@dataclass
+class _PartialCall:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+async def _items(chunks: AsyncIterable[ChatCompletionChunk]) -> AsyncGenerator[StreamItem, None]:
+    calls: dict[int, _PartialCall] = {}
+    usage = Usage(0, 0)
+    reason: str | None = None
+    async for chunk in chunks:
+        if chunk.usage is not None:
+            usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        for choice in chunk.choices[:1]:
+            delta = choice.delta
+            if delta.content:
+                yield TextDelta(delta.content)
+            for fragment in delta.tool_calls or ():
+                call = calls.setdefault(fragment.index, _PartialCall())
+                call.id = fragment.id or call.id
+                if fragment.function is not None:
+                    call.name = fragment.function.name or call.name
+                    call.arguments.append(fragment.function.arguments or "")
+            if choice.finish_reason is not None:
+                reason = choice.finish_reason
+    if reason is None:
+        raise ModelError("model_unavailable", "the model's stream ended before it finished")
+    for index in sorted(calls):
+        call = calls[index]
+        yield ToolCall(call.id, call.name, parse_arguments("".join(call.arguments)))
+    yield usage
+    yield Finished(FINISH_REASONS.get(reason, reason))
+
+
+def _message(message: ChatMessage) -> ChatCompletionMessageParam:
+    content = message.content or ""
+    if message.role == "system":
+        return {"role": "system", "content": content}
+    if message.role == "user":
+        return {"role": "user", "content": content}
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": content}
+    assistant: ChatCompletionAssistantMessageParam = {
+        "role": "assistant",
+        "content": message.content,
+    }
+    if message.tool_calls:
+        assistant["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+    return assistant
+
+
+def _tool(tool: ToolSpec) -> ChatCompletionFunctionToolParam:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
