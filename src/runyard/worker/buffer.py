@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from runyard.events.service import NewEvent
+from runyard.problems import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,10 @@ class EventBuffer:
             self._wake.clear()
             try:
                 await self.flush()
-            except Exception:  # the run's lease is gone or the database blinked: drop it
+            except DomainError as exc:  # the run was cancelled at once, or its lease expired
+                log.info("dropping a batch of events: %s", exc.detail)
+                self._pending.clear()
+            except Exception:  # the database blinked: drop it
                 log.exception("dropping a batch of step events")
 
     async def flush(self) -> None:
