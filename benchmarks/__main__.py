@@ -45,6 +45,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
     parser.add_argument(
         "--runner-procs", type=int, default=4, choices=range(1, 9), help="runner processes"
     )
+    parser.add_argument("--agent-turns", type=int, help="timed agent turns (default 30, quick 10)")
+    parser.add_argument(
+        "--agent-tokens", type=int, help="tokens per agent turn (default 1000, quick 400)"
+    )
+    parser.add_argument(
+        "--agent-rate", type=float, default=2000.0, help="fake model tokens/s (default 2000)"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     args = parser.parse_args(argv)
     only = set(BENCHMARKS)
@@ -70,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
         sse_procs=args.sse_procs,
         ingest_clients=args.ingest_clients,
         runner_procs=args.runner_procs,
+        agent_turns=args.agent_turns,
+        agent_tokens=args.agent_tokens,
+        agent_rate=args.agent_rate,
     ), args.json
 
 

@@ -148,19 +148,12 @@ def start_server(
     raise ServerError(f"{name} not healthy after {health_timeout:.0f}s:\n{server.log_tail()}")
 
 
-def runyard_argv(binary: Path, host: str, port: int, data_dir: Path) -> list[str]:
-    """The documented way to start Runyard without its built-in worker."""
-    return [
-        str(binary),
-        "serve",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--no-worker",
-    ]
+def runyard_argv(
+    binary: Path, host: str, port: int, data_dir: Path, *, worker: bool = False
+) -> list[str]:
+    """The documented way to start Runyard, without its built-in worker unless ``worker``."""
+    argv = [str(binary), "serve", "--host", host, "--port", str(port), "--data-dir", str(data_dir)]
+    return argv if worker else [*argv, "--no-worker"]
 
 
 def bare_argv(host: str, port: int, data_dir: Path, driver: str = "thread") -> list[str]:

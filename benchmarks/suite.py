@@ -2,8 +2,10 @@
 
 The bare app is measured first, then Runyard, each on a fresh data directory and port, with
 the same load specs.  The runner-protocol benchmarks (claim latency, runner throughput) and
-SSE run against Runyard only.  A failure inside one benchmark is recorded and the
-suite moves on; a server that does not start blocks only its own rows.
+SSE run against Runyard only.  Agent token latency (``agents``) gets a Runyard server of its
+own, started last, with the embedded worker on (it executes the agent turns).  A failure
+inside one benchmark is recorded and the suite moves on; a server that does not start blocks
+only its own rows.
 """
 
 from __future__ import annotations
@@ -17,11 +19,30 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import apis, bench_claim, bench_http, bench_runners, bench_sse, servers
+from benchmarks import (
+    apis,
+    bench_agents,
+    bench_claim,
+    bench_http,
+    bench_runners,
+    bench_sse,
+    servers,
+)
 from benchmarks.loadgen import UNIQUE, LoadResult
 from benchmarks.sdk_runner import sdk_runner_process
 
-BENCHMARKS = ("create", "ingest", "get", "claim", "runners", "sdk", "sse", "rss", "auth")
+BENCHMARKS = (
+    "create",
+    "ingest",
+    "get",
+    "claim",
+    "runners",
+    "sdk",
+    "sse",
+    "rss",
+    "auth",
+    "agents",
+)
 LOAD_KEYS = ("create1", "create32", "get32", "ingest", "rss")
 LoadBench = Callable[..., tuple[LoadResult, float]]
 
@@ -43,6 +64,9 @@ class Options:
     ingest_clients: int = 4
     ingest_batch: int = 100
     runner_procs: int = 4
+    agent_turns: int | None = None
+    agent_tokens: int | None = None
+    agent_rate: float = 2000.0
 
     @property
     def load_seconds(self) -> float:
@@ -67,6 +91,14 @@ class Options:
     @property
     def idle_seconds(self) -> float:
         return 1.0 if self.quick else 5.0
+
+    @property
+    def turns(self) -> int:
+        return self.agent_turns or (10 if self.quick else 30)
+
+    @property
+    def tokens(self) -> int:
+        return self.agent_tokens or (400 if self.quick else 1000)
 
 
 @dataclass
@@ -93,6 +125,8 @@ class SuiteResult:
     target_name: str
     blocked: str | None = None
     seconds: float = 0.0
+    agents: bench_agents.AgentsResult | None = None
+    agents_error: str | None = None
 
 
 def _attempt(m: Measurements, key: str, action: Callable[[], None]) -> None:
@@ -224,6 +258,30 @@ def _with_server(
         server.stop()
 
 
+def _agents(result: SuiteResult, opts: Options, data_dir: Path) -> None:
+    """Agent token latency on a fresh Runyard server with its embedded worker."""
+    _progress(
+        f"starting runyard with its worker: agents ({opts.turns} turns x {opts.tokens} tokens"
+        f" at {opts.agent_rate:,.0f} tokens/s)"
+    )
+    port = servers.free_port(opts.host)
+    argv = servers.runyard_argv(opts.runyard_bin, opts.host, port, data_dir, worker=True)
+    try:
+        server = servers.start_server("runyard-worker", argv, data_dir, opts.host, port)
+    except servers.ServerError as exc:
+        result.agents_error = f"server did not start: {str(exc).splitlines()[0]}"
+        return
+    try:
+        result.agents = bench_agents.bench_agents(
+            server, opts.headers, opts.turns, opts.tokens, opts.agent_rate
+        )
+    except Exception as exc:
+        result.agents_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+        traceback.print_exc()
+    finally:
+        server.stop()
+
+
 def run_suite(opts: Options) -> SuiteResult:
     """Measure the bare app (when a comparison is selected), then the target."""
     started = time.perf_counter()
@@ -245,7 +303,7 @@ def run_suite(opts: Options) -> SuiteResult:
             except servers.ServerError as exc:
                 reason = f"bare app did not start: {str(exc).splitlines()[0]}"
                 result.bare = Measurements("bare", errors=dict.fromkeys(LOAD_KEYS, reason))
-        if result.blocked is None:
+        if result.blocked is None and opts.only - {"agents"}:
             port = servers.free_port(opts.host)
             data_dir = Path(tmp, opts.target)
             argv = servers.runyard_argv(opts.runyard_bin, opts.host, port, data_dir)
@@ -255,5 +313,7 @@ def run_suite(opts: Options) -> SuiteResult:
                 )
             except servers.ServerError as exc:
                 result.blocked = str(exc)
+        if result.blocked is None and "agents" in opts.only:
+            _agents(result, opts, Path(tmp, "agents"))
     result.seconds = time.perf_counter() - started
     return result

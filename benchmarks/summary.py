@@ -11,6 +11,7 @@ from benchmarks.bench_sse import SseResult
 from benchmarks.loadgen import LoadResult
 from benchmarks.report import Row, rate, ratio
 from benchmarks.suite import Measurements, Options, SuiteResult
+from benchmarks.summary_agents import agents_rows
 from benchmarks.summary_runners import claim_rows, runners_rows
 
 MiB = 1024 * 1024
@@ -216,4 +217,9 @@ def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
         )
     if "rss" in opts.only:
         rows.append(_rss_row(result))
+    if "agents" in opts.only:
+        why = result.agents_error or (
+            f"not run: {result.blocked.splitlines()[0]}" if result.blocked else "not measured"
+        )
+        rows.extend(agents_rows(result.agents, why))
     return rows

@@ -31,6 +31,8 @@ TERMINAL_RUN_EVENTS = {
     "run.rejected": "rejected",
 }
 _FRAME_END = b"\n\n"
+#: what a batch holding a model's first token contains (``text.start`` comes with it)
+_FIRST_TOKEN = b"\nevent: text.start\n"
 
 
 def channel(stream_id: str) -> str:
@@ -97,12 +99,15 @@ class StreamReader:
                 if not await subscription.wait(self.settings.sse_keepalive_seconds):
                     yield KEEPALIVE
                     continue
-                # the first event after a quiet spell goes out at once (a model's first token);
-                # a busy stream is written at most once per window, with all that arrived
-                if (delay := last_write + window - loop.time()) > 0:
-                    await asyncio.sleep(delay)
-                last_write = loop.time()
+                # a busy stream is written at most once per window, with all that arrived;
+                # the first event after a quiet spell, and a model's first token, go at once
                 messages, overflowed = subscription.drain()
+                delay = last_write + window - loop.time()
+                if delay > 0 and not overflowed and not any(_FIRST_TOKEN in m for m in messages):
+                    await asyncio.sleep(delay)
+                    more, overflowed = subscription.drain()
+                    messages += more
+                last_write = loop.time()
                 if overflowed:
                     resyncs += 1
                     if resyncs > self.settings.sse_max_resyncs:
