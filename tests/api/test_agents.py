@@ -45,6 +45,15 @@ async def _finished(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
     return await wait_for_status(client, run_id, *FINISHED)
 
 
+async def _streaming(server: FakeModelServer) -> None:
+    """Until the model has sent its first chunk (bounded)."""
+    for _ in range(200):
+        if server.requests and server.requests[0].text_times:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the model was never called")
+
+
 @pytest.mark.parametrize("provider_type", ["openai_compatible", "anthropic"])
 async def test_a_conversation_with_a_tool_call_round_trip(
     client: httpx.AsyncClient,
@@ -185,7 +194,7 @@ async def test_multitask_reject_enqueue_and_interrupt(
     model_server.script(slow, Reply(text="second"))
 
     first = (await say(client, aid, sid, "one")).json()["run_id"]
-    await wait_for_status(client, first, "running")
+    await _streaming(model_server)
     # default: refused, and the refused message is not kept
     refused = await say(client, aid, sid, "two")
     problem = assert_problem(refused, 409, "turn_in_progress")
@@ -196,6 +205,7 @@ async def test_multitask_reject_enqueue_and_interrupt(
     assert queued.status_code == 201, queued.text
     second = queued.json()["run_id"]
     assert (await client.get(f"/v1/runs/{second}")).json()["status"] == "pending"
+    assert_problem(await client.post(f"/v1/runs/{second}/start"), 409, "builtin_pipeline")
 
     # interrupt: both unfinished turns are cancelled, then the new one runs
     model_server.script(Reply(text="third"))
@@ -246,8 +256,7 @@ async def test_cancelling_a_turn_stops_the_model_stream(
     session = await make_session(client, agent["id"])
     model_server.script(Reply(text="y" * 400, chunk=4, tokens_per_second=20))
     run_id = (await say(client, agent["id"], session["id"], "talk")).json()["run_id"]
-    await wait_for_status(client, run_id, "running")
-    await asyncio.sleep(0.3)
+    await _streaming(model_server)
     cancelled = await client.post(f"/v1/runs/{run_id}/cancel", json={"reason": "enough"})
     assert cancelled.status_code == 200
     final = await wait_for_status(client, run_id, "cancelled", seconds=5)
@@ -348,6 +357,13 @@ async def test_bad_agent_definitions_are_400(client: httpx.AsyncClient) -> None:
         [{"type": "builtin", "name": "shell"}],
         [{"type": "http", "name": "bad name", "description": "x", "parameters": {}, "url": "x"}],
         [{"type": "mcp"}],
+        [
+            {
+                "type": "mcp",
+                "url": "https://tools.example/mcp",
+                "headers": {"Authorization": "Bearer pasted-with-a-space "},
+            }
+        ],
     ):
         response = await client.post("/v1/agents", json={"name": "a", "tools": tools})
         assert_problem(response, 400, "invalid_input")
@@ -397,11 +413,12 @@ async def test_the_turn_pipeline_is_the_servers(
         409,
         "builtin_pipeline",
     )
-    # a turn run started by hand, not by a message, fails clearly
+    # turns start from session messages only: not created, replayed or started by hand
     direct = await client.post("/v1/runs", json={"pipeline": "agent.turn", "input": {}})
-    final = await _finished(client, direct.json()["id"])
-    assert final["status"] == "failed"
-    assert final["error"]["code"] == "invalid_turn"
+    assert_problem(direct, 409, "builtin_pipeline")
+    assert_problem(
+        await client.post(f"/v1/runs/{run['id']}/replay", json={}), 409, "builtin_pipeline"
+    )
 
 
 async def test_a_retried_message_with_an_idempotency_key_starts_one_turn(
@@ -466,3 +483,19 @@ async def test_an_http_tool_gets_its_secret_headers_which_answers_never_show(
             if m["role"] == "tool_result"
         ]
         assert results[0]["content"] == {"received": {"city": "Oslo"}}
+
+
+async def test_a_provider_moved_to_another_address_does_not_take_its_key_along(
+    client: httpx.AsyncClient, model_server: FakeModelServer
+) -> None:
+    model = await make_model(client, model_server)
+    path = f"/v1/llm-providers/{model['provider_id']}"
+    renamed = await client.patch(path, json={"name": "renamed"})
+    assert renamed.json()["api_key_set"] is True
+    moved = await client.patch(path, json={"base_url": "https://elsewhere.example/v1"})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["api_key_set"] is False
+    rekeyed = await client.patch(
+        path, json={"base_url": f"{model_server.url}/v1", "api_key": PROVIDER_KEY}
+    )
+    assert rekeyed.json()["api_key_set"] is True

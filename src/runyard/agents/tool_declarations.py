@@ -94,7 +94,13 @@ HeaderName = Annotated[
     AfterValidator(check_header_name),
 ]
 HeaderValue = Annotated[
-    str, StringConstraints(max_length=MAX_HEADER_VALUE_LENGTH, pattern=r"^[^\x00\r\n]*$")
+    str,
+    # visible ASCII with inner spaces or tabs: what every HTTP client sends as is (a value it
+    # would refuse could end up quoted in an error)
+    StringConstraints(
+        max_length=MAX_HEADER_VALUE_LENGTH,
+        pattern=r"^(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?$",
+    ),
 ]
 Headers = Annotated[dict[HeaderName, HeaderValue], Field(max_length=MAX_HEADERS)]
 Parameters = Annotated[dict[str, Any], AfterValidator(check_parameters)]

@@ -81,15 +81,21 @@ class TurnExecution:
         self.buffer = EventBuffer(self._write_events, flush_seconds=0)
         work = asyncio.current_task()
         assert work is not None
-        guards = [
+        self.guards = [
             asyncio.create_task(self._heartbeat(work)),
             asyncio.create_task(self._watch(work)),
         ]
         try:
             async with asyncio.timeout(self.run["timeout_seconds"]):
                 outcome = await self._turn()
+            await self._stop_guards()  # nothing may cancel the turn while it reports
             await self.buffer.close()
-            await self._report(**outcome)
+            try:
+                await self._report(**outcome)
+            except StaleLease:
+                raise
+            except DomainError:  # cancelled while it finished: acknowledge the cancel
+                await self._finish_cancelled()
         except StaleLease:
             log.info("turn %s: the lease was lost (cancelled or expired)", self.run["id"])
         except asyncio.CancelledError:
@@ -98,21 +104,28 @@ class TurnExecution:
                 raise
             await self._finish_cancelled()
         except TimeoutError:
-            await self.buffer.close()
-            await self._report(
-                status="failed",
-                error={
-                    "code": "timeout",
-                    "message": f"the turn exceeded {self.run['timeout_seconds']} s",
-                },
-            )
+            await self._fail("timeout", f"the turn exceeded {self.run['timeout_seconds']} s")
+        except Exception:  # a bug or the database: fail the turn now, not at lease expiry
+            log.exception("turn %s failed unexpectedly", self.run["id"])
+            await self._fail("internal_error", "the turn failed unexpectedly; see the server log")
         finally:
-            for guard in guards:
-                guard.cancel()
-                with contextlib.suppress(asyncio.CancelledError, DomainError):
-                    await guard
+            await self._stop_guards()
             with contextlib.suppress(DomainError):
                 await self.buffer.close()
+
+    async def _stop_guards(self) -> None:
+        for guard in self.guards:
+            guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await guard
+
+    async def _fail(self, code: str, message: str) -> None:
+        await self._stop_guards()
+        with contextlib.suppress(DomainError):
+            await self.buffer.close()
+            await self._report(
+                status="failed", error={"code": code, "message": message}, usage=self.usage
+            )
 
     # -- the turn -------------------------------------------------------------------------
 
@@ -191,25 +204,28 @@ class TurnExecution:
         """One streamed model call: its text and tool calls; usage counted."""
         parts: list[str] = []
         calls: list[ToolCall] = []
-        async for item in stream_chat(
+        items = stream_chat(
             model,
             messages,
             tools=toolbox.specs(),
             timeout_seconds=self.settings.model_timeout_seconds,
             max_retries=self.settings.model_max_retries,
             retry_base_seconds=self.settings.model_retry_base_seconds,
-        ):
-            if isinstance(item, TextDelta):
-                if not parts:
-                    self._put("text.start", {"iteration": iteration})
-                parts.append(item.text)
-                self._put("text.delta", {"delta": item.text})
-            elif isinstance(item, ToolCall):
-                calls.append(item)
-            elif isinstance(item, Usage):
-                self._count(item, model)
-            elif isinstance(item, Finished) and parts:
-                self._put("text.end", {"text": "".join(parts), "finish_reason": item.reason})
+        )
+        async with contextlib.aclosing(items):  # however the loop ends, the stream closes
+            async for item in items:
+                self._check_stopped()
+                if isinstance(item, TextDelta):
+                    if not parts:
+                        self._put("text.start", {"iteration": iteration})
+                    parts.append(item.text)
+                    self._put("text.delta", {"delta": item.text})
+                elif isinstance(item, ToolCall):
+                    calls.append(item)
+                elif isinstance(item, Usage):
+                    self._count(item, model)
+                elif isinstance(item, Finished) and parts:
+                    self._put("text.end", {"text": "".join(parts), "finish_reason": item.reason})
         return "".join(parts), calls
 
     def _count(self, usage: Usage, model: ResolvedModel) -> None:
@@ -254,6 +270,7 @@ class TurnExecution:
     async def _call_tool(
         self, toolbox: Toolbox, session_id: str, call: ToolCall, iteration: int
     ) -> ChatMessage:
+        self._check_stopped()
         self._put("tool.call", {"id": call.id, "name": call.name, "arguments": call.arguments})
         result = await toolbox.call(call.name, call.arguments)
         content = result.content if result.ok else {"error": result.error}
@@ -283,6 +300,7 @@ class TurnExecution:
     async def _save(self, session_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not items:
             return []
+        self._check_stopped()
         await self.buffer.flush()  # the events before these messages land first
         async with self.agents.db.write() as tx:
             return await self.agents.add_messages(
@@ -331,6 +349,12 @@ class TurnExecution:
         if not self.cancel_requested:
             self.cancel_requested = True
             work.cancel()
+
+    def _check_stopped(self) -> None:
+        """A cancel can be swallowed by an SDK's own task groups (anyio shields some awaits):
+        the turn also checks for it at each step."""
+        if self.cancel_requested:
+            raise asyncio.CancelledError
 
     async def _finish_cancelled(self) -> None:
         """Acknowledge a cancel: ``cancelling`` becomes ``cancelled``; a run cancelled at once

@@ -101,6 +101,16 @@ async def page(
     return list(result.all())
 
 
+async def lock_streams(conn: Conn, stream_ids: Sequence[str]) -> None:
+    query = (
+        sa.select(event_streams.c.id)
+        .where(event_streams.c.id.in_(stream_ids))
+        .order_by(event_streams.c.id)
+        .with_for_update()
+    )
+    await conn.execute(query)
+
+
 async def delete_stream(conn: Conn, stream_id: str) -> None:
     await conn.execute(sa.delete(events).where(events.c.stream_id == stream_id))
     await conn.execute(sa.delete(event_streams).where(event_streams.c.id == stream_id))

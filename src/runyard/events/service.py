@@ -212,6 +212,11 @@ class EventService:
             row = await repo.latest_of_type(conn, workspace_id, event_type)
         return envelope(row) if row is not None else None
 
+    async def lock_streams(self, tx: Tx, stream_ids: Sequence[str]) -> None:
+        """Hold these streams' counters until commit, taken in id order."""
+        if stream_ids:
+            await repo.lock_streams(tx.conn, sorted(stream_ids))
+
     async def delete_stream(self, tx: Tx, stream_id: str) -> None:
         await repo.delete_stream(tx.conn, stream_id)
 

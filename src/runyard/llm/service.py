@@ -191,6 +191,14 @@ class LlmService:
                 raise _provider_not_found(provider_id)
             merged = row | values
             _check_base_url(merged["provider_type"], merged["base_url"])
+            moved = any(
+                name in values and values[name] != row[name]
+                for name in ("base_url", "provider_type")
+            )
+            if moved and "api_key" not in changes and row["api_key_encrypted"] is not None:
+                # the key was given for the old address: it is not sent to a new one
+                values["api_key_encrypted"] = merged["api_key_encrypted"] = None
+                details["api_key_set"] = False
             name = values.get("name", row["name"])
             taken = name != row["name"] and await repo.provider_named(
                 tx.conn, caller.workspace_id, name

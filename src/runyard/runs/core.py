@@ -91,16 +91,14 @@ class RunCore:
         payload = {"status": target.value, "previous_status": previous, **(data or {})}
         if target is S.FAILED and run["error"]:
             payload["error"] = run["error"]
-        await self._emit(tx, run, [*before, NewEvent(ENTRY_EVENT[target], payload)])
+        waiting: list[dict[str, Any]] = []
         if target in TERMINAL and previous != S.PENDING and run.get("session_id"):
-            await self._next_turn(tx, run)
-
-    async def _next_turn(self, tx: Tx, run: dict[str, Any]) -> None:
-        """A session's turn ended: the oldest turn waiting behind it (``multitask:
-        enqueue``) is queued now."""
-        waiting = await repo.session_turns(
-            tx.conn, run["workspace_id"], run["session_id"], [S.PENDING.value], lock=True
-        )
+            # a session's turn ended: the oldest turn waiting behind it (``multitask:
+            # enqueue``) is queued now; its row is locked before any stream, like every run's
+            waiting = await repo.session_turns(
+                tx.conn, run["workspace_id"], run["session_id"], [S.PENDING.value], lock=True
+            )
+        await self._emit(tx, run, [*before, NewEvent(ENTRY_EVENT[target], payload)])
         if waiting:
             await self._transition(tx, waiting[0], S.QUEUED, data={"after_turn": run["id"]})
 

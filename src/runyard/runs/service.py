@@ -17,7 +17,7 @@ from runyard.db.engine import Tx
 from runyard.events.service import NewEvent
 from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
-from runyard.pipelines.service import validate_input
+from runyard.pipelines.service import BUILTIN_PIPELINES, validate_input
 from runyard.problems import (
     Conflict,
     NotFound,
@@ -54,6 +54,12 @@ class RunService(RunApprovals):
                 pipeline = await self.pipelines.resolve(
                     tx, caller, name=body.pipeline, pipeline_id=body.pipeline_id
                 )
+                if pipeline["name"] in BUILTIN_PIPELINES:
+                    raise Conflict(
+                        f"runs of {pipeline['name']!r} are started by the server (an agent "
+                        "turn starts with a session message)",
+                        code="builtin_pipeline",
+                    )
                 if validate:
                     validate_input(pipeline, body.input)
                 return await self.create_in(tx, caller, pipeline, body, replay_of=replay_of)
@@ -228,6 +234,11 @@ class RunService(RunApprovals):
     async def start(self, caller: Caller, run_id: str) -> dict[str, Any]:
         async with self.db.write() as tx:
             run = await self._locked(tx, caller, run_id)
+            if run["session_id"] is not None:
+                raise Conflict(
+                    f"run {run_id} is a session's turn: it starts when the turn before it ends",
+                    code="builtin_pipeline",
+                )
             await self._transition(tx, run, S.QUEUED, only_from=frozenset({S.PENDING}))
             await self.audit.record(tx, caller, "run.start", "run", run_id)
         return run_resource(run)
@@ -268,7 +279,10 @@ class RunService(RunApprovals):
         self, tx: Tx, caller: Caller, turns: Sequence[dict[str, Any]], *, reason: str
     ) -> None:
         """Cancel a session's unfinished turns (locked by the caller) at once, waiting ones
-        first, so none of them is started by the end of another."""
+        first, so none of them is started by the end of another. Their streams are locked
+        first, in id order, so a turn writing its events (its stream, then the session's)
+        cannot hold one of them while this waits for it."""
+        await self.events.lock_streams(tx, [run["id"] for run in turns])
         for run in sorted(turns, key=lambda r: r["status"] != S.PENDING):
             await self._transition(
                 tx, run, S.CANCELLED, data={"reason": reason, "force": True, "actor": caller.actor}
