@@ -94,7 +94,9 @@ def s3_bucket_url(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
-    async with LifespanManager(application):
+    # a fresh PostgreSQL schema migrates on start: on a busy 2-core machine that can pass
+    # asgi-lifespan's 5 s default
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
         yield application
 
 
