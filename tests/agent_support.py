@@ -57,6 +57,15 @@ async def make_session(client: httpx.AsyncClient, agent_id: str, **fields: Any) 
     return dict(response.json())
 
 
+async def ready_session(
+    client: httpx.AsyncClient, server: FakeModelServer, **agent_fields: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A default model on the fake server, an agent and a session with it."""
+    await make_model(client, server)
+    agent = await make_agent(client, **agent_fields)
+    return agent, await make_session(client, agent["id"])
+
+
 async def say(
     client: httpx.AsyncClient, agent_id: str, session_id: str, content: str, **extra: Any
 ) -> httpx.Response:

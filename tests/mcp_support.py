@@ -15,6 +15,7 @@ so it serves sync and async tests alike, and both kinds of context manager work:
         assert server.call_count == 1
 """
 
+import abc
 import asyncio
 import json
 import socket
@@ -57,7 +58,7 @@ class Received:
         return json.loads(self.body)
 
 
-class ServedApp:
+class ServedApp(abc.ABC):
     """An ASGI app served by uvicorn on loopback in a thread with its own event loop."""
 
     lifespan: Literal["on", "off"] = "off"
@@ -72,9 +73,9 @@ class ServedApp:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @abc.abstractmethod
     def app(self) -> ASGIApp:
         """A fresh app for each start."""
-        raise NotImplementedError
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

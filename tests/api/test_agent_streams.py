@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.agent_support import make_agent, make_model, make_session, say
+from tests.agent_support import ready_session, say
 from tests.llm_fake import FakeModelServer, Reply
 from tests.support import Frame, SSEReader, wait_for_status
 
@@ -41,9 +41,7 @@ async def _read_turn(
 async def test_a_session_stream_resumes_across_two_turns(
     live: httpx.AsyncClient, model_server: FakeModelServer
 ) -> None:
-    await make_model(live, model_server)
-    agent = await make_agent(live)
-    session = await make_session(live, agent["id"])
+    agent, session = await ready_session(live, model_server)
     path = f"/v1/agents/{agent['id']}/sessions/{session['id']}/events"
     sse = {"Accept": "text/event-stream"}
     model_server.script(Reply(text="first answer"), Reply(text="second answer"))

@@ -15,6 +15,7 @@ from tests.agent_support import (
     make_model,
     make_session,
     messages,
+    ready_session,
     say,
     session_events,
 )
@@ -153,9 +154,7 @@ async def test_a_conversation_with_a_tool_call_round_trip(
 async def test_a_failing_model_fails_the_turn_and_the_session_goes_on(
     client: httpx.AsyncClient, model_server: FakeModelServer
 ) -> None:
-    await make_model(client, model_server)
-    agent = await make_agent(client)
-    session = await make_session(client, agent["id"])
+    agent, session = await ready_session(client, model_server)
     model_server.script(Reply(status=500), Reply(status=500))  # the first try and one retry
 
     failed = await _finished(
@@ -186,9 +185,7 @@ async def test_a_failing_model_fails_the_turn_and_the_session_goes_on(
 async def test_multitask_reject_enqueue_and_interrupt(
     client: httpx.AsyncClient, model_server: FakeModelServer
 ) -> None:
-    await make_model(client, model_server)
-    agent = await make_agent(client)
-    session = await make_session(client, agent["id"])
+    agent, session = await ready_session(client, model_server)
     aid, sid = agent["id"], session["id"]
     slow = Reply(text="x" * 400, chunk=4, tokens_per_second=20)  # 100 chunks: 5 s
     model_server.script(slow, Reply(text="second"))
@@ -217,19 +214,13 @@ async def test_multitask_reject_enqueue_and_interrupt(
     done = await _finished(client, third)
     assert done["status"] == "completed", done["error"]
     # the cancelled turn's model stream was closed, not read to its end
-    for _ in range(100):
-        if model_server.requests and not model_server.requests[0].finished:
-            break
-        await asyncio.sleep(0.05)
-    assert model_server.requests[0].finished is False
+    assert (await model_server.wait_done_async(0)).finished is False
 
 
 async def test_enqueued_turns_run_one_after_another(
     client: httpx.AsyncClient, model_server: FakeModelServer
 ) -> None:
-    await make_model(client, model_server)
-    agent = await make_agent(client)
-    session = await make_session(client, agent["id"])
+    agent, session = await ready_session(client, model_server)
     aid, sid = agent["id"], session["id"]
     model_server.script(
         Reply(text="a" * 40, chunk=4, tokens_per_second=40), Reply(text="second answer")
@@ -251,9 +242,7 @@ async def test_enqueued_turns_run_one_after_another(
 async def test_cancelling_a_turn_stops_the_model_stream(
     client: httpx.AsyncClient, model_server: FakeModelServer
 ) -> None:
-    await make_model(client, model_server)
-    agent = await make_agent(client)
-    session = await make_session(client, agent["id"])
+    agent, session = await ready_session(client, model_server)
     model_server.script(Reply(text="y" * 400, chunk=4, tokens_per_second=20))
     run_id = (await say(client, agent["id"], session["id"], "talk")).json()["run_id"]
     await _streaming(model_server)
@@ -261,11 +250,7 @@ async def test_cancelling_a_turn_stops_the_model_stream(
     assert cancelled.status_code == 200
     final = await wait_for_status(client, run_id, "cancelled", seconds=5)
     assert final["status"] == "cancelled"
-    for _ in range(100):
-        if model_server.requests and model_server.requests[0].finished is False:
-            break
-        await asyncio.sleep(0.05)
-    assert model_server.requests[0].finished is False
+    assert (await model_server.wait_done_async(0)).finished is False
 
 
 async def test_an_agent_calls_a_tool_of_a_real_mcp_server(
@@ -292,9 +277,9 @@ async def test_an_agent_calls_a_tool_of_a_real_mcp_server(
 async def test_an_undeclared_or_failing_tool_gives_the_model_an_error(
     client: httpx.AsyncClient, model_server: FakeModelServer
 ) -> None:
-    await make_model(client, model_server)
-    agent = await make_agent(client, tools=[{"type": "builtin", "name": "calculator"}])
-    session = await make_session(client, agent["id"])
+    agent, session = await ready_session(
+        client, model_server, tools=[{"type": "builtin", "name": "calculator"}]
+    )
     model_server.script(
         Reply(tool_calls=[("rm_rf", {"path": "/"}), ("calculator", {"expression": "1/0"})]),
         Reply(text="Both failed."),
@@ -387,9 +372,7 @@ async def test_a_message_without_a_model_is_refused_and_not_kept(
 async def test_without_the_worker_a_message_is_503(
     client: httpx.AsyncClient, model_server: FakeModelServer
 ) -> None:
-    await make_model(client, model_server)
-    agent = await make_agent(client)
-    session = await make_session(client, agent["id"])
+    agent, session = await ready_session(client, model_server)
     assert_problem(await say(client, agent["id"], session["id"], "hi"), 503, "turns_unavailable")
     assert await messages(client, agent["id"], session["id"]) == []
 
@@ -399,9 +382,7 @@ async def test_the_turn_pipeline_is_the_servers(
 ) -> None:
     refused = await client.post("/v1/pipelines", json={"name": "agent.turn", "steps": []})
     assert_problem(refused, 409, "builtin_pipeline")
-    await make_model(client, model_server)
-    agent = await make_agent(client)
-    session = await make_session(client, agent["id"])
+    agent, session = await ready_session(client, model_server)
     run = await _finished(
         client, (await say(client, agent["id"], session["id"], "hi")).json()["run_id"]
     )
@@ -424,9 +405,7 @@ async def test_the_turn_pipeline_is_the_servers(
 async def test_a_retried_message_with_an_idempotency_key_starts_one_turn(
     client: httpx.AsyncClient, model_server: FakeModelServer
 ) -> None:
-    await make_model(client, model_server)
-    agent = await make_agent(client)
-    session = await make_session(client, agent["id"])
+    agent, session = await ready_session(client, model_server)
     path = f"/v1/agents/{agent['id']}/sessions/{session['id']}/messages"
     headers = {"Idempotency-Key": "msg-1"}
     first = await client.post(path, json={"content": "once"}, headers=headers)

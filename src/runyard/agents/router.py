@@ -3,7 +3,7 @@
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from runyard.agents.schemas import (
     AgentCreate,
@@ -19,7 +19,7 @@ from runyard.agents.schemas import (
     SessionUpdate,
 )
 from runyard.agents.service import AgentService
-from runyard.events.router import NDJSON, ndjson_lines, resume_point, wants_event_stream
+from runyard.events.router import NDJSON, resume_point, stored_events, wants_event_stream
 from runyard.events.schemas import EventPage
 from runyard.events.streaming import StreamReader
 from runyard.http.deps import CallerDep, ServicesDep
@@ -250,16 +250,6 @@ async def session_events(
             ends_with_run=False,
         )
         return EventSourceResponse(reader.frames())
-    if format == "ndjson" or NDJSON in request.headers.get("accept", ""):
-        return StreamingResponse(
-            ndjson_lines(services.events, session_id, after=after, types=type, limit=limit),
-            media_type=NDJSON,
-        )
-    data, has_more = await services.events.page(session_id, after=after, limit=limit, types=type)
-    return json_response(
-        {
-            "data": data,
-            "next_after_sequence": data[-1]["sequence"] if data else after,
-            "has_more": has_more,
-        }
+    return await stored_events(
+        services.events, request, session_id, after=after, limit=limit, types=type, format=format
     )

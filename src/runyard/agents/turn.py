@@ -22,7 +22,6 @@ from runyard.agents.conversation import call_arguments, conversation, tool_text
 from runyard.agents.service import AgentService
 from runyard.agents.tools import Toolbox
 from runyard.broker import Broker
-from runyard.context import Caller
 from runyard.events.service import NewEvent
 from runyard.events.streaming import channel, unpack
 from runyard.llm.client import cost_usd, stream_chat
@@ -37,12 +36,11 @@ from runyard.llm.types import (
     Usage,
 )
 from runyard.problems import DomainError, StaleLease
-from runyard.runs.schemas import RunStatusReport
 from runyard.settings import Settings
 from runyard.worker.buffer import EventBuffer
+from runyard.worker.leased import LeasedExecution
 
 log = logging.getLogger(__name__)
-SOURCE = "worker"
 #: the run's own events that mean: stop working on it
 _STOP = {"run.cancelling", "run.cancelled"}
 
@@ -64,17 +62,12 @@ class TurnTools:
     settings: Settings
 
 
-class TurnExecution:
+class TurnExecution(LeasedExecution):
     def __init__(self, tools: TurnTools, run: dict[str, Any], lease: dict[str, Any]) -> None:
+        super().__init__(tools.agents.runs, run, lease)
         self.tools = tools
         self.agents = tools.agents
-        self.runs = tools.agents.runs
         self.settings = tools.settings
-        self.run = run
-        self.lease_id: str = lease["id"]
-        self.heartbeat_seconds = max(0.2, lease["duration_seconds"] / 3)
-        self.caller = Caller(workspace_id=run["workspace_id"], actor="runyard:worker")
-        self.cancel_requested = False
         self.usage: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0, "cost_usd": None}
 
     async def execute(self) -> None:
@@ -312,26 +305,6 @@ class TurnExecution:
     def _put(self, event_type: str, data: dict[str, Any]) -> None:
         self.buffer.put(NewEvent(event_type, data))
 
-    async def _write_events(self, batch: list[NewEvent]) -> None:
-        await self.runs.ingest(
-            self.caller, self.run["id"], batch, lease_id=self.lease_id, source=SOURCE
-        )
-
-    async def _heartbeat(self, work: asyncio.Task[Any]) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_seconds)
-            try:
-                _, cancel = await self.runs.heartbeat(self.caller, self.run["id"], self.lease_id)
-            except DomainError:  # the lease is gone: cancelled at once, or expired
-                work.cancel()
-                return
-            except Exception:
-                log.exception("turn %s: heartbeat failed", self.run["id"])
-                continue
-            if cancel:
-                self._stop(work)
-                return
-
     async def _watch(self, work: asyncio.Task[Any]) -> None:
         """Stop at once when the run is cancelled (or ended) by someone else."""
         subscription = await self.tools.broker.subscribe(channel(self.run["id"]), 256)
@@ -345,11 +318,6 @@ class TurnExecution:
         finally:
             await self.tools.broker.unsubscribe(subscription)
 
-    def _stop(self, work: asyncio.Task[Any]) -> None:
-        if not self.cancel_requested:
-            self.cancel_requested = True
-            work.cancel()
-
     def _check_stopped(self) -> None:
         """A cancel can be swallowed by an SDK's own task groups (anyio shields some awaits):
         the turn also checks for it at each step."""
@@ -362,20 +330,6 @@ class TurnExecution:
         with contextlib.suppress(DomainError):
             await self.buffer.close()
             await self._report(status="cancelled", usage=self.usage)
-
-    async def _release(self) -> None:
-        try:
-            await self.buffer.close()
-            await self.runs.release(self.caller, self.run["id"], self.lease_id)
-        except DomainError:
-            pass
-        except Exception:
-            log.warning("turn %s: could not hand the run back", self.run["id"])
-
-    async def _report(self, **body: Any) -> None:
-        await self.runs.report(
-            self.caller, self.run["id"], RunStatusReport(**body), lease_id=self.lease_id
-        )
 
 
 def _failed(code: str, message: str, usage: dict[str, Any] | None = None) -> dict[str, Any]:

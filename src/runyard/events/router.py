@@ -1,6 +1,6 @@
 """Reading a run's events: pages, NDJSON, SSE, logs and the logfile (DESIGN §6.2-6.3)."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -106,12 +106,34 @@ async def run_events(
     after = resume_point(request, after_sequence)
     if stream or wants_event_stream(request):
         return sse_response(services, caller, run, after=after)
+    return await stored_events(
+        services.events, request, run_id, after=after, limit=limit, types=type, format=format
+    )
+
+
+async def stored_events(
+    events: EventService,
+    request: Request,
+    stream_id: str,
+    *,
+    after: int,
+    limit: int,
+    types: list[str],
+    format: str,
+) -> Response:
+    """A stream's committed events after ``after``: NDJSON when asked for, else a page."""
     if format == "ndjson" or NDJSON in request.headers.get("accept", ""):
         return StreamingResponse(
-            ndjson_lines(services.events, run_id, after=after, types=type, limit=limit),
+            ndjson_lines(events, stream_id, after=after, types=types, limit=limit),
             media_type=NDJSON,
         )
-    data, has_more = await services.events.page(run_id, after=after, limit=limit, types=type)
+    return await event_page(events, stream_id, after=after, limit=limit, types=types)
+
+
+async def event_page(
+    events: EventService, stream_id: str, *, after: int, limit: int, types: Sequence[str]
+) -> Response:
+    data, has_more = await events.page(stream_id, after=after, limit=limit, types=types)
     return json_response(
         {
             "data": data,
@@ -157,15 +179,8 @@ async def run_logs(
             _text_log(services.events, run_id, after_sequence),
             media_type="text/plain; charset=utf-8",
         )
-    data, has_more = await services.events.page(
-        run_id, after=after_sequence, limit=limit, types=LOG_TYPES
-    )
-    return json_response(
-        {
-            "data": data,
-            "next_after_sequence": data[-1]["sequence"] if data else after_sequence,
-            "has_more": has_more,
-        }
+    return await event_page(
+        services.events, run_id, after=after_sequence, limit=limit, types=LOG_TYPES
     )
 
 

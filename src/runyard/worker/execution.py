@@ -16,21 +16,18 @@ from typing import Any
 import httpx
 
 from runyard.artifacts.service import ArtifactService
-from runyard.context import Caller
-from runyard.events.service import NewEvent
 from runyard.pipelines.service import PipelineService
 from runyard.problems import DomainError, StaleLease
 from runyard.runners.push import Undeliverable, deliver
 from runyard.runners.tokens import RunnerTokens
-from runyard.runs.schemas import RunStatusReport
 from runyard.runs.service import RunService
 from runyard.worker.buffer import EventBuffer
+from runyard.worker.leased import SOURCE, LeasedExecution
 from runyard.worker.llm_step import ModelCalls, run_llm
 from runyard.worker.steps import StepContext, StepFailed, run_command, run_python
 from runyard.worker.templates import TemplateFailure, condition, render
 
 log = logging.getLogger(__name__)
-SOURCE = "worker"
 HTTP_STEP_POLL_SECONDS = 0.2
 
 
@@ -48,7 +45,7 @@ class WorkerTools:
     model_calls: ModelCalls | None = None
 
 
-class RunExecution:
+class RunExecution(LeasedExecution):
     def __init__(
         self,
         runs: RunService,
@@ -58,16 +55,11 @@ class RunExecution:
         lease: dict[str, Any],
         work_dir: Path,
     ) -> None:
-        self.runs = runs
+        super().__init__(runs, run, lease)
         self.pipelines = pipelines
         self.tools = tools
         self.collected: dict[str, tuple[int, int]] = {}
-        self.run = run
-        self.lease_id: str = lease["id"]
-        self.heartbeat_seconds = max(0.2, lease["duration_seconds"] / 3)
-        self.caller = Caller(workspace_id=run["workspace_id"], actor="runyard:worker")
         self.work_dir = work_dir
-        self.cancel_requested = False
         self.usage: dict[str, Any] = dict(run["usage"] or {})
 
     async def execute(self) -> None:
@@ -106,22 +98,6 @@ class RunExecution:
                 await beats
             with contextlib.suppress(StaleLease, DomainError):
                 await self.buffer.close()
-
-    async def _heartbeat(self, work: asyncio.Task[Any]) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_seconds)
-            try:
-                _, cancel = await self.runs.heartbeat(self.caller, self.run["id"], self.lease_id)
-            except DomainError:  # the lease is gone (stale, run deleted): stop working on it
-                work.cancel()
-                return
-            except Exception:  # e.g. the database blinked: try again at the next beat
-                log.exception("run %s: heartbeat failed", self.run["id"])
-                continue
-            if cancel and not self.cancel_requested:
-                self.cancel_requested = True
-                work.cancel()
-                return
 
     async def _steps(self) -> dict[str, Any] | None:
         spec = await self.pipelines.version_spec(
@@ -332,29 +308,6 @@ class RunExecution:
             lease_id=self.lease_id,
             source=SOURCE,
             **details,
-        )
-
-    async def _write_events(self, batch: list[NewEvent]) -> None:
-        await self.runs.ingest(
-            self.caller, self.run["id"], batch, lease_id=self.lease_id, source=SOURCE
-        )
-
-    async def _release(self) -> None:
-        """Queue the run again now (its events so far kept); if that fails, the lease
-        expires and the sweeper does it."""
-        try:
-            await self.buffer.close()
-            await self.runs.release(self.caller, self.run["id"], self.lease_id)
-        except DomainError:
-            pass  # the lease is gone already (stale, run deleted): nothing to hand back
-        except Exception:
-            log.warning(
-                "run %s: could not hand the run back; its lease will expire", self.run["id"]
-            )
-
-    async def _report(self, **body: Any) -> None:
-        await self.runs.report(
-            self.caller, self.run["id"], RunStatusReport(**body), lease_id=self.lease_id
         )
 
 

@@ -4,18 +4,14 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from runyard.agents.service import TURN_PIPELINE
+from runyard.agents.turn import TurnExecution, TurnTools
 from runyard.broker import Broker, wait_for_executor
 from runyard.pipelines.service import PipelineService
 from runyard.runs.service import RunService, claims_channel
 from runyard.worker.execution import RunExecution, WorkerTools
-
-if TYPE_CHECKING:
-    from runyard.agents.turn import TurnTools
-
-#: the built-in pipeline of agent turns (its runs' executor is ``agent``)
-TURN_PIPELINE = "agent.turn"
 
 log = logging.getLogger(__name__)
 RUNNER_ID = "rnr_embedded"
@@ -32,7 +28,7 @@ class EmbeddedWorker:
         broker: Broker,
         work_root: Path,
         concurrency: int,
-        turns: "TurnTools | None" = None,
+        turns: TurnTools | None = None,
     ) -> None:
         self.runs = runs
         self.pipelines = pipelines
@@ -80,8 +76,6 @@ class EmbeddedWorker:
     async def _execute(self, run: dict[str, Any], lease: dict[str, Any]) -> None:
         try:
             if run["pipeline"] == TURN_PIPELINE and self.turns is not None:
-                from runyard.agents.turn import TurnExecution
-
                 await TurnExecution(self.turns, run, lease).execute()
                 return
             work_dir = self.work_root / run["id"]
