@@ -1,7 +1,6 @@
 """The services of one app, built by the lifespan and kept on ``app.state.services``."""
 
 import asyncio
-import contextlib
 import importlib
 import logging
 from dataclasses import dataclass, field
@@ -182,10 +181,18 @@ class Services:
         return services
 
     async def stop(self) -> None:
+        """Cancel the background loops and wait for all of them before closing what they use.
+
+        A loop cancelled in the middle of a database connect may end with that connect's error
+        (asyncpg's SSL negotiation reports the closed socket as a ``ConnectionError``) instead
+        of ``CancelledError``: it is logged, and the shutdown goes on."""
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        outcomes = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task, outcome in zip(self._tasks, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                name = getattr(task.get_coro(), "__qualname__", task.get_name())
+                log.warning("%s ended with an error while stopping: %r", name, outcome)
         for client in self._clients:
             await client.aclose()
         await self.idempotency.close()

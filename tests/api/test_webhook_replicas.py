@@ -32,12 +32,12 @@ async def replicas(*settings: Settings) -> AsyncIterator[list[httpx.AsyncClient]
     """Apps on the same database, started together, each with an in-process client. The
     database is made first (by an app started and stopped alone), as a deployment's is."""
     alone = settings[0].model_copy(update={"webhook_url": None, "broker_url": "memory://"})
-    async with LifespanManager(create_app(alone)):
+    async with LifespanManager(create_app(alone), startup_timeout=30):
         pass
     apps = [create_app(s) for s in settings]
     async with contextlib.AsyncExitStack() as stack:
         # (the pusher sometimes needs its 5 s recheck to stop on Redis: reported separately)
-        managers = [LifespanManager(a, shutdown_timeout=15) for a in apps]
+        managers = [LifespanManager(a, startup_timeout=30, shutdown_timeout=15) for a in apps]
         await asyncio.gather(*(stack.enter_async_context(m) for m in managers))
         clients = [
             await stack.enter_async_context(
