@@ -69,9 +69,12 @@ class EventBuffer:
                 await self._write(batch)
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        """Stop the background writer once no batch is in flight (a batch taken off the queue
+        is written, not lost), then write what is left."""
+        async with self._writing:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         await self.flush()
 
 
