@@ -138,7 +138,12 @@ class TurnExecution(LeasedExecution):
             async with self.agents.db.read() as conn:
                 rows = await repo.history(conn, session["id"], self.run["id"])
             messages = conversation(agent["system_prompt"], rows)
-            for iteration in range(1, agent["max_iterations"] + 1):
+            # a turn handed back at a shutdown goes on from what its earlier attempt saved
+            earlier = [r for r in rows if r["run_id"] == self.run["id"] and r["role"] != "user"]
+            if earlier and earlier[-1]["role"] == "assistant":  # it had answered: not again
+                return _completed(earlier[-1]["id"], earlier[-1]["content"], self.usage)
+            done = max((r["data"].get("iteration", 0) for r in earlier), default=0)
+            for iteration in range(done + 1, agent["max_iterations"] + 1):
                 try:
                     text, calls = await self._complete(model, messages, toolbox, iteration)
                 except ModelError as exc:
@@ -155,11 +160,7 @@ class TurnExecution(LeasedExecution):
                     )
                 )
                 if not calls:
-                    return {
-                        "status": "completed",
-                        "output": {"message_id": saved, "text": text},
-                        "usage": self.usage,
-                    }
+                    return _completed(saved, text, self.usage)
                 for call in calls:
                     messages.append(await self._call_tool(toolbox, session["id"], call, iteration))
         return _failed(
@@ -330,6 +331,14 @@ class TurnExecution(LeasedExecution):
         with contextlib.suppress(DomainError):
             await self.buffer.close()
             await self._report(status="cancelled", usage=self.usage)
+
+
+def _completed(message_id: str | None, text: str, usage: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": "completed",
+        "output": {"message_id": message_id, "text": text},
+        "usage": usage,
+    }
 
 
 def _failed(code: str, message: str, usage: dict[str, Any] | None = None) -> dict[str, Any]:
