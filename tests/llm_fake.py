@@ -63,6 +63,7 @@ class Reply:
     finish: str | None = None  # "stop", "tool_calls", "length"...; None: from the reply
     error_message: str | None = None  # the error body's message; None: a stock one
     cut_after: int | None = None  # end the stream after this many text chunks, unfinished
+    events: list[bytes] | None = None  # stream exactly these bytes (OpenAI format), one by one
 
 
 @dataclass
@@ -254,6 +255,8 @@ class FakeModelServer:
             await _json(send, received, reply.status, error, extra)
         elif body.get("stream") and anthropic:
             await _stream(_anthropic_events(reply, self._ids), reply, received, receive, send)
+        elif body.get("stream") and reply.events is not None:
+            await _stream([(e, False) for e in reply.events], reply, received, receive, send)
         elif body.get("stream"):
             await _stream(_openai_chunks(reply, self._ids, body), reply, received, receive, send)
         elif anthropic:

@@ -355,6 +355,60 @@ async def test_a_stream_cut_after_text_fails_at_once(
     assert len(model_server.requests) == 1
 
 
+def _chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+
+async def test_openai_streams_are_read_as_servers_write_them(
+    model_server: FakeModelServer,
+) -> None:
+    """Spacing, comments, named events, a data field split over two lines, several chunks in
+    one write, usage without a field, and nothing after ``[DONE]``."""
+    split = json.dumps(_chunk({"content": " world"})).replace(', "finish', ',\ndata: "finish')
+    model_server.script(
+        Reply(
+            events=[
+                b": keep-alive\n\n",
+                b"data:" + json.dumps(_chunk({"role": "assistant", "content": "Hello"})).encode(),
+                b"\n\nevent: message\nid: 7\ndata: " + split.encode() + b"\n\n",
+                b"data: " + json.dumps(_chunk({}, "stop")).encode() + b"\n\n"
+                b"data: " + json.dumps({"choices": [], "usage": {"prompt_tokens": 9}}).encode(),
+                b"\n\ndata: [DONE]\n\n",
+                b"data: " + json.dumps(_chunk({"content": "ignored"})).encode() + b"\n\n",
+            ]
+        )
+    )
+    items = await collect(model_on(model_server, "openai_compatible"), HELLO)
+    assert items == [TextDelta("Hello"), TextDelta(" world"), Usage(9, 0), Finished("stop")]
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (
+            {"error": {"message": "overloaded, try later", "type": "server_error"}},
+            "the model provider failed: overloaded, try later",
+        ),
+        ("not json", "the model provider sent a stream chunk that is not a JSON object"),
+        ([1, 2], "the model provider sent a stream chunk that is not a JSON object"),
+        ({"choices": ["text"]}, "the model provider sent a stream chunk of another shape"),
+    ],
+)
+async def test_a_bad_openai_stream_event_fails_the_call_clearly(
+    model_server: FakeModelServer, event: Any, message: str
+) -> None:
+    raw = event.encode() if isinstance(event, str) else json.dumps(event).encode()
+    first = b"data: " + json.dumps(_chunk({"content": "Hi"})).encode() + b"\n\n"
+    model_server.script(Reply(events=[first, b"data: " + raw + b"\n\n"]))
+    items: list[StreamItem] = []
+    with pytest.raises(ModelError) as caught:
+        async for item in stream_chat(model_on(model_server, "openai_compatible"), HELLO):
+            items.append(item)
+    assert (caught.value.code, caught.value.message) == ("model_unavailable", message)
+    assert items == [TextDelta("Hi")]
+    assert len(model_server.requests) == 1  # after text: never retried
+
+
 @PROVIDERS
 async def test_a_stalled_stream_times_out(
     model_server: FakeModelServer, provider: ProviderType

@@ -1,15 +1,21 @@
 """Chat completions through the ``openai`` SDK: OpenAI and OpenAI-compatible servers (vLLM,
-Ollama, LM Studio...). ``client.stream_chat`` is the way in."""
+Ollama, LM Studio...). ``client.stream_chat`` is the way in.
+
+The SDK sends the request and raises its errors; the streamed chunks are read from its raw
+response here, as plain JSON: building the SDK's typed chunk objects cost more than everything
+else a token goes through on its way to a session's subscribers.
+"""
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx2
 import openai
+import orjson
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
-    ChatCompletionChunk,
     ChatCompletionFunctionToolParam,
     ChatCompletionMessageParam,
 )
@@ -51,7 +57,7 @@ async def stream(
         timeout=timeout_seconds,
         http_client=openai.DefaultAsyncHttpxClient(verify=tls_context(), timeout=timeout_seconds),
     ) as client:
-        chunks = await client.chat.completions.create(
+        request = client.chat.completions.with_streaming_response.create(
             model=model.model,
             messages=[_message(m) for m in messages],
             tools=[_tool(t) for t in tools] if tools else openai.omit,
@@ -61,8 +67,8 @@ async def stream(
             stream=True,
             stream_options={"include_usage": True},
         )
-        async with chunks:
-            async for item in _items(chunks):
+        async with request as response:
+            async for item in _items(_chunks(response.http_response)):
                 yield item
 
 
@@ -87,25 +93,66 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
-async def _items(chunks: AsyncIterable[ChatCompletionChunk]) -> AsyncGenerator[StreamItem, None]:
+async def _chunks(response: httpx2.Response) -> AsyncGenerator[dict[str, Any], None]:
+    """The JSON objects of an OpenAI event stream, up to ``[DONE]``. An error object in the
+    stream raises the SDK's ``APIError``, as the SDK's own stream does."""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+            continue
+        if line or not data:
+            continue  # event names, ids, comments; or an empty event
+        payload, data = "\n".join(data), []
+        if payload.startswith("[DONE]"):
+            return
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise ModelError("model_unavailable", _UNREADABLE) from None
+        if not isinstance(chunk, dict):
+            raise ModelError("model_unavailable", _UNREADABLE)
+        if error := chunk.get("error"):
+            message = error.get("message") if isinstance(error, dict) else None
+            raise openai.APIError(
+                message if isinstance(message, str) and message else "a streaming error",
+                response.request,
+                body=error,
+            )
+        yield chunk
+
+
+_UNREADABLE = "the model provider sent a stream chunk that is not a JSON object"
+
+
+async def _items(chunks: AsyncIterable[dict[str, Any]]) -> AsyncGenerator[StreamItem, None]:
     calls: dict[int, _PartialCall] = {}
     usage = Usage(0, 0)
     reason: str | None = None
     async for chunk in chunks:
-        if chunk.usage is not None:
-            usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-        for choice in chunk.choices[:1]:
-            delta = choice.delta
-            if delta.content:
-                yield TextDelta(delta.content)
-            for fragment in delta.tool_calls or ():
-                call = calls.setdefault(fragment.index, _PartialCall())
-                call.id = fragment.id or call.id
-                if fragment.function is not None:
-                    call.name = fragment.function.name or call.name
-                    call.arguments.append(fragment.function.arguments or "")
-            if choice.finish_reason is not None:
-                reason = choice.finish_reason
+        try:
+            if counts := chunk.get("usage"):
+                usage = Usage(
+                    int(counts.get("prompt_tokens") or 0),
+                    int(counts.get("completion_tokens") or 0),
+                )
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if content := delta.get("content"):
+                    yield TextDelta(str(content))
+                for fragment in delta.get("tool_calls") or ():
+                    call = calls.setdefault(fragment.get("index", 0), _PartialCall())
+                    call.id = fragment.get("id") or call.id
+                    if function := fragment.get("function"):
+                        call.name = function.get("name") or call.name
+                        call.arguments.append(function.get("arguments") or "")
+                if choice.get("finish_reason") is not None:
+                    reason = str(choice["finish_reason"])
+                break  # the first choice only
+        except (AttributeError, TypeError, ValueError):
+            raise ModelError(
+                "model_unavailable", "the model provider sent a stream chunk of another shape"
+            ) from None
     if reason is None:
         raise ModelError("model_unavailable", "the model's stream ended before it finished")
     for index in sorted(calls):
