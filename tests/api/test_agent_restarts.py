@@ -1,5 +1,6 @@
 """A turn running when its server stops is handed back and finished by the next server, from
-what its earlier attempt saved: tool calls are not made again and an answer is not repeated."""
+what its earlier attempt saved: tool calls are not made again and an answer is not repeated.
+What a turn saves is fenced by its lease."""
 
 import asyncio
 import contextlib
@@ -12,6 +13,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from runyard.app import create_app
+from runyard.problems import StaleLease
 from runyard.settings import Settings
 from tests.agent_support import messages, ready_session, say
 from tests.llm_fake import FakeModelServer, Reply
@@ -110,3 +112,28 @@ async def test_a_turn_handed_back_after_it_answered_is_not_answered_again(
         rows = await messages(client, agent["id"], session["id"])
     assert _shape(rows) == [("user", "Hello?"), ("assistant", "Hi.")]
     assert len(model_server.requests) == 1
+
+
+async def test_a_turn_that_lost_its_lease_saves_nothing(
+    settings: Settings, model_server: FakeModelServer
+) -> None:
+    """What a turn saves is fenced by its lease, as its events are: once the run was cancelled,
+    ended or handed to another worker, an answer arriving late is refused."""
+    model_server.script(Reply(text="Hi."))
+    async with server(settings) as (app, client):
+        agent, session = await ready_session(client, model_server)
+        run_id = (await say(client, agent["id"], session["id"], "Hello?")).json()["run_id"]
+        await wait_for_status(client, run_id, "completed")
+        agents = app.state.services.agents
+        with pytest.raises(StaleLease):
+            async with agents.db.write() as tx:
+                await agents.add_messages(
+                    tx,
+                    "ws_default",
+                    session["id"],
+                    run_id,
+                    [{"role": "assistant", "content": "late", "data": {"iteration": 2}}],
+                    lease_id="lse_of_an_earlier_attempt",
+                )
+        rows = await messages(client, agent["id"], session["id"])
+    assert _shape(rows) == [("user", "Hello?"), ("assistant", "Hi.")]

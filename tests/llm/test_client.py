@@ -401,9 +401,13 @@ async def test_a_bad_openai_stream_event_fails_the_call_clearly(
     first = b"data: " + json.dumps(_chunk({"content": "Hi"})).encode() + b"\n\n"
     model_server.script(Reply(events=[first, b"data: " + raw + b"\n\n"]))
     items: list[StreamItem] = []
-    with pytest.raises(ModelError) as caught:
+
+    async def consume() -> None:
         async for item in stream_chat(model_on(model_server, "openai_compatible"), HELLO):
             items.append(item)
+
+    with pytest.raises(ModelError) as caught:
+        await consume()
     assert (caught.value.code, caught.value.message) == ("model_unavailable", message)
     assert items == [TextDelta("Hi")]
     assert len(model_server.requests) == 1  # after text: never retried

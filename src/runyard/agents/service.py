@@ -330,9 +330,15 @@ class AgentService:
         session_id: str,
         run_id: str | None,
         items: list[dict[str, Any]],
+        *,
+        lease_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Append messages (``role``, ``content``, ``data``) at the session's next positions."""
-        first = await repo.take_positions(tx.conn, session_id, len(items))
+        """Append messages (``role``, ``content``, ``data``) at the session's next positions.
+        With ``lease_id`` (a turn saving its answer), only while that lease holds ``run_id``:
+        a turn cancelled or taken over meanwhile adds nothing (``StaleLease``)."""
+        first = await repo.take_positions(tx.conn, session_id, len(items))  # the session first
+        if lease_id is not None and run_id is not None:
+            await self.runs.check_holder(tx, run_id, lease_id)
         now = utcnow()
         ids = new_ids("msg", len(items))
         rows = [

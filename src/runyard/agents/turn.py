@@ -298,7 +298,12 @@ class TurnExecution(LeasedExecution):
         await self.buffer.flush()  # the events before these messages land first
         async with self.agents.db.write() as tx:
             return await self.agents.add_messages(
-                tx, self.run["workspace_id"], session_id, self.run["id"], items
+                tx,
+                self.run["workspace_id"],
+                session_id,
+                self.run["id"],
+                items,
+                lease_id=self.lease_id,
             )
 
     # -- the run around it ----------------------------------------------------------------

@@ -68,6 +68,12 @@ async def fencing_state(conn: Conn, run_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+async def lease_holder(conn: Conn, run_id: str) -> str | None:
+    """The lease that holds the run now (None: none, or no such run)."""
+    row = (await conn.execute(sa.select(runs.c.lease_id).where(runs.c.id == run_id))).first()
+    return None if row is None or row.lease_id is None else str(row.lease_id)
+
+
 async def update(conn: Conn, run_id: str, values: dict[str, Any]) -> None:
     await conn.execute(_UPDATE, {"_id": run_id, **values})
 

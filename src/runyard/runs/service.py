@@ -426,6 +426,14 @@ class RunService(RunApprovals):
                 log.warning("run %s: renewing the lease after an event batch failed", run_id)
         return envelopes
 
+    async def check_holder(self, tx: Tx, run_id: str, lease_id: str) -> None:
+        """Inside ``tx``: ``StaleLease`` unless ``lease_id`` still holds the run. The run's
+        stream is locked first, as every change of status writes to it: a cancel or end that
+        commits meanwhile is seen, and none can commit before ``tx`` does."""
+        await self.events.lock_streams(tx, [run_id])
+        holder = await repo.lease_holder(tx.conn, run_id)
+        check_lease({"id": run_id, "lease_id": holder, "status": None}, lease_id)
+
     async def ensure_reportable(self, caller: Caller, run_id: str, lease_id: str | None) -> None:
         """404 for an unknown run, 409 for a stale lease or a finished run."""
         async with self.db.read() as conn:
