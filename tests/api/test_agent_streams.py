@@ -1,6 +1,7 @@
 """A session's SSE stream over real sockets: it stays open between turns, and a client that
 reconnects with Last-Event-ID gets exactly what it missed (DESIGN §6.3, §9)."""
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -66,3 +67,23 @@ async def test_a_session_stream_resumes_across_two_turns(
     # the whole history is the two reads together, once each
     page = (await live.get(path, params={"limit": 1000})).json()
     assert [e["sequence"] for e in page["data"]] == [f.id for f in seen + resumed]
+
+
+async def test_the_stream_of_a_deleted_session_ends(
+    live: httpx.AsyncClient, model_server: FakeModelServer
+) -> None:
+    agent, session = await ready_session(live, model_server)
+    path = f"/v1/agents/{agent['id']}/sessions/{session['id']}"
+    await say(live, agent["id"], session["id"], "one")
+    frames: list[Frame] = []
+    sse = {"Accept": "text/event-stream"}
+    async with asyncio.timeout(20), live.stream("GET", f"{path}/events", headers=sse) as r:
+        async for frame in SSEReader(r).frames():
+            frames.append(frame)
+            if frame.event == "run.completed":  # the stream stays open after a turn...
+                assert (await live.delete(path)).status_code == 204
+            if frame.event == "stream.end":  # ...until the session is deleted
+                break
+    assert frames[-1].event == "stream.end"
+    assert frames[-1].data == {"status": "deleted", "last_sequence": frames[-2].id}
+    assert (await live.get(f"{path}/events")).status_code == 404

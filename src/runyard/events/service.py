@@ -21,7 +21,7 @@ from runyard.clock import isoformat, utcnow
 from runyard.db.engine import Database, Tx
 from runyard.events import repo
 from runyard.events.schemas import envelope, envelope_frame
-from runyard.events.streaming import channel, pack
+from runyard.events.streaming import DELETED, channel, pack
 from runyard.ids import new_ids
 from runyard.observability.metrics import Metrics
 from runyard.problems import NotFound
@@ -218,7 +218,13 @@ class EventService:
             await repo.lock_streams(tx.conn, sorted(stream_ids))
 
     async def delete_stream(self, tx: Tx, stream_id: str) -> None:
+        """Delete the stream's events; once committed, its live readers end."""
         await repo.delete_stream(tx.conn, stream_id)
+
+        async def publish() -> None:
+            await self.broker.publish(channel(stream_id), pack(0, 0, DELETED, b""))
+
+        tx.after_commit(publish)
 
     async def page(
         self,

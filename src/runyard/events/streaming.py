@@ -6,7 +6,8 @@ message that jumps ahead (a gap) or a subscription that overflowed sends the rea
 database for the missing range; a subscriber that keeps falling behind gets ``stream.reset``.
 
 Broker messages carry ready-made SSE frames for a contiguous range of sequences:
-``b"<first> <last> <type of last>\\n" + frames``.
+``b"<first> <last> <type of last>\\n" + frames``. A deleted stream's last message is
+:data:`DELETED`: its readers end with ``stream.end`` ``{"status": "deleted"}``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ TERMINAL_RUN_EVENTS = {
 _FRAME_END = b"\n\n"
 #: what a batch holding a model's first token contains (``text.start`` comes with it)
 _FIRST_TOKEN = b"\nevent: text.start\n"
+
+
+#: the type of the message published when a stream is deleted (no frames, no sequences)
+DELETED = "stream.deleted"
 
 
 def channel(stream_id: str) -> str:
@@ -161,6 +166,10 @@ class StreamReader:
         out: list[bytes] = []
         for message in messages:
             first, last, last_type, frames = unpack(message)
+            if last_type == DELETED:
+                self.ended = True
+                out.append(frame("stream.end", {"status": "deleted", "last_sequence": self.last}))
+                break
             if last <= self.last:
                 continue  # already sent (replay overlapped live)
             if first > self.last + 1:  # a gap: read this range and what precedes it from the db
