@@ -23,6 +23,7 @@ from benchmarks import (
     apis,
     bench_agents,
     bench_claim,
+    bench_compare,
     bench_http,
     bench_runners,
     bench_sse,
@@ -42,6 +43,7 @@ BENCHMARKS = (
     "rss",
     "auth",
     "agents",
+    "compare",
 )
 LOAD_KEYS = ("create1", "create32", "get32", "ingest", "rss")
 LoadBench = Callable[..., tuple[LoadResult, float]]
@@ -113,6 +115,7 @@ class Measurements:
     claim: bench_claim.ClaimResult | None = None
     runners: bench_runners.RunnersResult | None = None
     sdk_runners: bench_runners.RunnersResult | None = None
+    compare: bench_compare.CompareResult | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -195,6 +198,13 @@ def _measure(
             )
 
         _attempt(m, "sdk", sdk_runners)
+    if is_target and "compare" in opts.only:
+        _progress(f"{server.name}: compare (two runs with 5,000-leaf outputs)")
+
+        def compare() -> None:
+            m.compare = bench_compare.bench_compare(server, headers, 20 if opts.quick else 50)
+
+        _attempt(m, "compare", compare)
     if is_target and "sse" in opts.only:
         _progress(f"{server.name}: sse ({opts.sse_subscribers} subscribers)")
 

@@ -7,6 +7,7 @@ flagged "client-bound": the number is then a floor, not the server's limit.
 
 from __future__ import annotations
 
+from benchmarks.bench_compare import compare_rows
 from benchmarks.bench_sse import SseResult
 from benchmarks.loadgen import LoadResult
 from benchmarks.report import Row, rate, ratio
@@ -215,6 +216,9 @@ def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
         rows.extend(
             _sse_rows(target.sse if target else None, opts, _why(target, "sse", result.blocked))
         )
+    if "compare" in opts.only:
+        why = _why(target, "compare", result.blocked)
+        rows.extend(compare_rows(target.compare if target else None, why))
     if "rss" in opts.only:
         rows.append(_rss_row(result))
     if "agents" in opts.only:

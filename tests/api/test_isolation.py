@@ -96,6 +96,7 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
     )
     ids = {
         "run_id": run["id"],
+        "other_id": run["id"],
         "pipeline_ref": pipeline["id"],
         "artifact_id": artifact["id"],
         "key_id": key_a["id"],

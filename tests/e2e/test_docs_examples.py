@@ -131,6 +131,19 @@ def test_the_idempotency_walk_through_runs_as_documented(server: str, tmp_path: 
     assert [r["id"] for r in runs] == [created[0]["id"]]
 
 
+def test_the_compare_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    stdout, _ = run_doc(server, "evaluation.md", tmp_path)
+    lines = stdout.splitlines()
+    metrics = [line.split()[1] for line in lines if line.startswith("metric ")]
+    assert metrics == ["f1", "precision", "recall", "duration_ms", "cost_usd"]
+    assert "metric f1 0.6 0.85 0.25 41.67" in lines
+    assert "field /lines/0/qty different 2 3" in lines
+    assert 'field /vendor/vat only_in_a "DE123" null' in lines
+    [summary] = [orjson.loads(line[8:]) for line in lines if line.startswith("summary ")]
+    assert summary["input_keys_different"] == ["prompt_version"]
+    assert (summary["fields_same"], summary["fields_only_in_b"]) == (3, 2)
+
+
 def test_the_workspaces_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
     stdout, _ = run_doc(server, "workspaces.md", tmp_path)
     answers = [orjson.loads(line) for line in stdout.splitlines() if line.startswith("{")]

@@ -9,6 +9,8 @@ from runyard.db.engine import Database
 from runyard.events.service import EventService
 from runyard.problems import RunNotFound
 from runyard.runs import repo
+from runyard.runs.compare import compare_runs
+from runyard.runs.schemas import run_resource
 
 
 def _ms(start: datetime | str | None, end: datetime | str | None) -> int | None:
@@ -30,6 +32,12 @@ class RunInsights:
         if run is None:
             raise RunNotFound(f"run {run_id} not found")
         return run
+
+    async def compare(self, caller: Caller, run_id: str, other_id: str) -> dict[str, Any]:
+        """DESIGN §5.4: ``run_id`` is run a, ``other_id`` run b."""
+        a = run_resource(await self._run(caller, run_id))
+        b = run_resource(await self._run(caller, other_id))
+        return compare_runs(a, b)
 
     async def summary(self, caller: Caller, run_id: str) -> dict[str, Any]:
         run = await self._run(caller, run_id)

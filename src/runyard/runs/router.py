@@ -18,6 +18,7 @@ from runyard.runs.schemas import (
     Decision,
     ReplayRequest,
     RunAction,
+    RunComparison,
     RunCreate,
     RunList,
     RunOut,
@@ -202,6 +203,18 @@ async def replay_run(
 )
 async def run_summary(run_id: str, caller: CallerDep, services: ServicesDep) -> Response:
     return json_response(await services.insights.summary(caller, run_id))
+
+
+@router.get(
+    "/{run_id}/compare/{other_id}",
+    response_model=RunComparison,
+    summary="Compare two runs: metrics, output fields by JSON Pointer, steps",
+    responses=problem_responses(404),
+)
+async def compare_runs(
+    run_id: str, other_id: str, caller: CallerDep, services: ServicesDep
+) -> Response:
+    return json_response(await services.insights.compare(caller, run_id, other_id))
 
 
 @router.get(

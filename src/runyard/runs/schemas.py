@@ -153,6 +153,60 @@ class AuditEntryOut(BaseModel):
     details: dict[str, Any]
 
 
+class ComparedRun(BaseModel):
+    id: str
+    pipeline: str
+    status: str
+    input: Any
+    metrics: dict[str, Any]
+    usage: dict[str, Any]
+    duration_ms: int | None
+
+
+class MetricComparison(BaseModel):
+    metric: str
+    run_a_value: Any
+    run_b_value: Any
+    difference: float | None = Field(description="b - a; null when either is missing")
+    percent_change: float | None = Field(description="(b - a) / a x 100; null when a is 0")
+
+
+class FieldDifference(BaseModel):
+    path: str = Field(description="JSON Pointer into the outputs")
+    run_a_value: Any
+    run_b_value: Any
+    status: Literal["same", "different", "only_in_a", "only_in_b"]
+
+
+class StepComparison(BaseModel):
+    step: str
+    run_a_status: str | None
+    run_b_status: str | None
+    run_a_duration_ms: int | None
+    run_b_duration_ms: int | None
+    duration_difference_ms: int | None
+
+
+class ComparisonSummary(BaseModel):
+    same_pipeline: bool
+    same_input: bool
+    total_fields_compared: int
+    fields_same: int
+    fields_different: int
+    fields_only_in_a: int
+    fields_only_in_b: int
+    input_keys_different: list[str]
+
+
+class RunComparison(BaseModel):
+    run_a: ComparedRun
+    run_b: ComparedRun
+    metric_comparisons: list[MetricComparison]
+    field_differences: list[FieldDifference]
+    step_comparisons: list[StepComparison]
+    summary: ComparisonSummary
+
+
 def _duration_ms(start: datetime | None, end: datetime | None) -> int | None:
     if start is None or end is None:
         return None
