@@ -181,18 +181,20 @@ class Services:
         return services
 
     async def stop(self) -> None:
-        """Cancel the background loops and wait for all of them before closing what they use.
+        """Cancel the background loops, one after another, before closing what they use.
 
         A loop cancelled in the middle of a database connect may end with that connect's error
         (asyncpg's SSL negotiation reports the closed socket as a ``ConnectionError``) instead
         of ``CancelledError``: it is logged, and the shutdown goes on."""
-        for task in self._tasks:
+        for task in self._tasks:  # one at a time, in the order they were started
             task.cancel()
-        outcomes = await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task, outcome in zip(self._tasks, outcomes, strict=True):
-            if isinstance(outcome, Exception):
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
                 name = getattr(task.get_coro(), "__qualname__", task.get_name())
-                log.warning("%s ended with an error while stopping: %r", name, outcome)
+                log.warning("%s ended with an error while stopping: %r", name, exc)
         for client in self._clients:
             await client.aclose()
         await self.idempotency.close()
