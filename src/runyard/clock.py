@@ -18,6 +18,15 @@ def isoformat(value: datetime | None) -> str | None:
     return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
+def ms_between(start: datetime | str | None, end: datetime | str | None) -> int | None:
+    """Whole milliseconds from ``start`` to ``end`` (datetimes or RFC 3339); None if either is."""
+    if start is None or end is None:
+        return None
+    start = parse(start) if isinstance(start, str) else start
+    end = parse(end) if isinstance(end, str) else end
+    return int((end - start).total_seconds() * 1000)
+
+
 def parse(value: str) -> datetime:
     """Parse an RFC 3339 timestamp; naive values are refused."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from runyard.runs.compare import pointer_token
+
 _SPACES = re.compile(r"\s+")
 #: what reads as a number: ``42``, ``-3.5``, ``.5``, ``1e3`` (not ``1_000``, ``inf`` or ``nan``)
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?")
@@ -87,7 +89,7 @@ def flatten(value: Any, path: str = "") -> Iterator[tuple[str, Normal]]:
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from flatten(item, f"{path}/{_escape(str(key))}")
+            yield from flatten(item, f"{path}/{pointer_token(str(key))}")
     elif isinstance(value, list):
         if not value:
             return
@@ -104,10 +106,6 @@ def flatten(value: Any, path: str = "") -> Iterator[tuple[str, Normal]]:
 
 def _is_scalar(value: Any) -> bool:
     return not isinstance(value, dict | list)
-
-
-def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def normal(value: Any) -> Normal:

@@ -12,7 +12,7 @@ Leaves are equal when their JSON values are: ``1`` equals ``1.0``, ``true`` does
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from runyard.clock import parse
+from runyard.clock import ms_between
 
 DERIVED_METRICS = ("duration_ms", "cost_usd")
 _MISSING = object()
@@ -124,14 +124,15 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         at, item = stack.pop()
         if isinstance(item, dict) and item:
             keys = list(item)
-            stack.extend((f"{at}/{_escape(k)}", item[k]) for k in reversed(keys))
+            stack.extend((f"{at}/{pointer_token(k)}", item[k]) for k in reversed(keys))
         elif isinstance(item, list) and item:
             stack.extend((f"{at}/{i}", item[i]) for i in range(len(item) - 1, -1, -1))
         else:
             yield at, item
 
 
-def _escape(key: str) -> str:
+def pointer_token(key: str) -> str:
+    """A key as a JSON Pointer reference token (RFC 6901)."""
     return key.replace("~", "~0").replace("/", "~1")
 
 
@@ -183,7 +184,4 @@ def step_comparisons(steps_a: list[dict[str, Any]], steps_b: list[dict[str, Any]
 
 
 def _step_ms(step: Mapping[str, Any] | None) -> int | None:
-    if step is None or not step.get("started_at") or not step.get("completed_at"):
-        return None
-    delta = parse(step["completed_at"]) - parse(step["started_at"])
-    return int(delta.total_seconds() * 1000)
+    return None if step is None else ms_between(step.get("started_at"), step.get("completed_at"))

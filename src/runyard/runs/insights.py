@@ -1,9 +1,8 @@
 """What a run's history says (DESIGN §5.3): its summary and its diagnostics."""
 
-from datetime import datetime
 from typing import Any
 
-from runyard.clock import isoformat, parse
+from runyard.clock import isoformat, ms_between
 from runyard.context import Caller
 from runyard.db.engine import Database
 from runyard.events.service import EventService
@@ -11,14 +10,6 @@ from runyard.problems import RunNotFound
 from runyard.runs import repo
 from runyard.runs.compare import compare_runs
 from runyard.runs.schemas import run_resource
-
-
-def _ms(start: datetime | str | None, end: datetime | str | None) -> int | None:
-    if start is None or end is None:
-        return None
-    start = parse(start) if isinstance(start, str) else start
-    end = parse(end) if isinstance(end, str) else end
-    return int((end - start).total_seconds() * 1000)
 
 
 class RunInsights:
@@ -55,15 +46,15 @@ class RunInsights:
             "status": run["status"],
             "pipeline": run["pipeline"],
             "attempts": run["attempt"],
-            "duration_ms": _ms(run["started_at"] or run["created_at"], run["completed_at"]),
-            "queue_wait_ms": _ms(run["queued_at"] or run["created_at"], run["started_at"]),
-            "time_to_first_event_ms": _ms(run["created_at"], first_work),
+            "duration_ms": ms_between(run["started_at"] or run["created_at"], run["completed_at"]),
+            "queue_wait_ms": ms_between(run["queued_at"] or run["created_at"], run["started_at"]),
+            "time_to_first_event_ms": ms_between(run["created_at"], first_work),
             "steps": [
                 {
                     "name": step["name"],
                     "status": step["status"],
                     "attempt": step["attempt"],
-                    "duration_ms": _ms(step["started_at"], step["completed_at"]),
+                    "duration_ms": ms_between(step["started_at"], step["completed_at"]),
                 }
                 for step in run["steps"]
             ],
@@ -110,8 +101,10 @@ class RunInsights:
             "errors": errors,
             "timing": {
                 "created_at": isoformat(run["created_at"]),
-                "queue_wait_ms": _ms(run["queued_at"] or run["created_at"], run["started_at"]),
-                "run_ms": _ms(run["started_at"], run["completed_at"]),
-                "total_ms": _ms(run["created_at"], run["completed_at"]),
+                "queue_wait_ms": ms_between(
+                    run["queued_at"] or run["created_at"], run["started_at"]
+                ),
+                "run_ms": ms_between(run["started_at"], run["completed_at"]),
+                "total_ms": ms_between(run["created_at"], run["completed_at"]),
             },
         }

@@ -1,12 +1,11 @@
 """Run requests and the run resource (DESIGN §5.1)."""
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runyard.clock import isoformat
+from runyard.clock import isoformat, ms_between
 from runyard.pipelines.schemas import MAX_SECONDS
 
 
@@ -207,12 +206,6 @@ class RunComparison(BaseModel):
     summary: ComparisonSummary
 
 
-def _duration_ms(start: datetime | None, end: datetime | None) -> int | None:
-    if start is None or end is None:
-        return None
-    return int((end - start).total_seconds() * 1000)
-
-
 def run_resource(row: Mapping[str, Any], *, full: bool = True) -> dict[str, Any]:
     """The JSON resource of a run row (joined with its stream's ``last_sequence``)."""
     base = f"/v1/runs/{row['id']}"
@@ -255,7 +248,7 @@ def run_resource(row: Mapping[str, Any], *, full: bool = True) -> dict[str, Any]
         started_at=isoformat(row["started_at"]),
         completed_at=isoformat(row["completed_at"]),
         updated_at=isoformat(row["updated_at"]),
-        duration_ms=_duration_ms(row["started_at"] or row["created_at"], row["completed_at"]),
+        duration_ms=ms_between(row["started_at"] or row["created_at"], row["completed_at"]),
         last_sequence=row.get("last_sequence") or 0,
         links={
             "self": base,
