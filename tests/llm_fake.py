@@ -96,6 +96,9 @@ class FakeModelServer:
         self.default = default or Reply(text="ok")
         self.api_key = api_key
         self.requests: list[Received] = []
+        #: answers a request by its JSON body (None: the script answers), for concurrent
+        #: callers whose order is not known
+        self.responder: Callable[[Any], Reply | None] | None = None
         self.url = ""
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -242,7 +245,8 @@ class FakeModelServer:
             error = _error(anthropic, 401, f"Incorrect API key provided: {shown}")
             await _json(send, received, 401, error)
         else:
-            await self._reply(anthropic, self._next_reply(), received, receive, send)
+            reply = self.responder(received.body) if self.responder is not None else None
+            await self._reply(anthropic, reply or self._next_reply(), received, receive, send)
 
     async def _reply(
         self, anthropic: bool, reply: Reply, received: Received, receive: Receive, send: Send

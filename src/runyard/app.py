@@ -17,6 +17,7 @@ from runyard.auth.router import router as keys_router
 from runyard.auth.router import sessions_router
 from runyard.container import Services
 from runyard.events.router import router as events_router
+from runyard.extraction.router import router as extraction_router
 from runyard.http.errors import install_error_handlers
 from runyard.http.idempotency import IdempotencyMiddleware, Ports
 from runyard.http.json_text import JsonTextMiddleware
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks_router,
         workspaces_router,
         llm_router,
+        extraction_router,
     ):
         app.include_router(router)
 

@@ -19,6 +19,10 @@ from runyard.broker import Broker, broker_from_url
 from runyard.db.engine import Database
 from runyard.db.migrate import upgrade
 from runyard.events.service import EventService
+from runyard.extraction.documents import DocumentService
+from runyard.extraction.evaluations import PIPELINE as EXTRACT_PIPELINE
+from runyard.extraction.evaluations import EvaluationService
+from runyard.extraction.service import ExtractionService
 from runyard.http.ratelimit import RateLimiter
 from runyard.idempotency.service import IdempotencyStore
 from runyard.llm.secrets import SecretBox, load_secrets_key
@@ -72,6 +76,9 @@ class Services:
     webhooks: WebhookService = field(init=False)
     llm: LlmService = field(init=False)
     agents: AgentService = field(init=False)
+    extraction: ExtractionService = field(init=False)
+    documents: DocumentService = field(init=False)
+    evaluations: EvaluationService = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
@@ -130,6 +137,10 @@ class Services:
         services.agents = AgentService(
             db, runs, events, pipelines, audit, services.llm, turns_enabled=settings.worker_enabled
         )
+        services.extraction = ExtractionService(db, audit)
+        runs.input_checks[EXTRACT_PIPELINE] = services.extraction.check_run_input
+        services.documents = DocumentService(db, audit, settings.document_max_bytes)
+        services.evaluations = EvaluationService(db, runs, pipelines, services.extraction, audit)
         if settings.webhook_url:
             secret = settings.webhook_secret
             await services.webhooks.ensure_from_settings(
@@ -163,6 +174,7 @@ class Services:
                     settings.model_max_retries,
                     settings.model_retry_base_seconds,
                 ),
+                services.extraction,
             )
             services._clients.append(tools.http)
             worker = EmbeddedWorker(

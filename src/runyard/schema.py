@@ -6,6 +6,7 @@ from runyard.audit import tables as _audit  # noqa: F401
 from runyard.auth import tables as _auth  # noqa: F401
 from runyard.db.base import metadata
 from runyard.events import tables as _events  # noqa: F401
+from runyard.extraction import tables as _extraction  # noqa: F401
 from runyard.idempotency import tables as _idempotency  # noqa: F401
 from runyard.llm import tables as _llm  # noqa: F401
 from runyard.pipelines import tables as _pipelines  # noqa: F401

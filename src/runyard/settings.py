@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     artifact_max_bytes: int = Field(
         100 * 1024 * 1024, ge=1, description="Largest artifact a runner may upload (413 beyond)."
     )
+    document_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1,
+        description="Largest document (text, Markdown, JSON or PDF) accepted for extraction "
+        "(413 beyond).",
+    )
     host: str = Field("127.0.0.1", description="Address `runyard serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port `runyard serve` binds to.")
     public_url: str | None = Field(

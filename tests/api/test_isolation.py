@@ -16,6 +16,7 @@ from runyard.clock import utcnow
 from runyard.context import Caller
 from runyard.workspaces.tables import workspaces
 from tests.conftest import free_port
+from tests.extraction_support import make_config, make_document, make_prompt
 from tests.support import make_pipeline, make_run
 
 pytestmark = pytest.mark.anyio
@@ -38,6 +39,9 @@ BODIES: dict[str, Any] = {
     "/sessions/{session_id}": {"title": "changed"},
     "/messages": {"role": "user", "content": "hello"},
     "/tier": {"tier": "pro"},
+    "/versions": {"template": "changed {{ document }}"},
+    "/v1/prompts/{prompt_id}": {"description": "changed"},
+    "/v1/documents/{document_id}": {"name": "changed"},
 }
 
 
@@ -88,6 +92,17 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
         headers=token,
     )
     artifact = upload.json()
+    prompt = await make_prompt(client)
+    config = await make_config(client, model.json()["id"])
+    document = await make_document(client, "A's invoice", {"total": 1})
+    evaluation = await client.post(
+        "/v1/evaluations",
+        json={
+            "prompt_versions": [prompt["id"]],
+            "config_ids": [config["id"]],
+            "document_ids": [document["id"]],
+        },
+    )
     agent = await client.post("/v1/agents", json={"name": "a"})
     session = await client.post(f"/v1/agents/{agent.json()['id']}/sessions", json={})
     key_a = await key_for(client, "ws_default")  # the first key: open mode ends here
@@ -109,6 +124,11 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
         "agent_id": agent.json()["id"],
         "session_id": session.json()["id"],
         "model_id": model.json()["id"],
+        "prompt_id": prompt["id"],
+        "version": "1",
+        "config_id": config["id"],
+        "document_id": document["id"],
+        "evaluation_id": evaluation.json()["id"],
     }
     as_b = {
         "Authorization": f"Bearer {key_b['secret']}",

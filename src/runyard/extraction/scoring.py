@@ -124,3 +124,16 @@ def normal(value: Any) -> Normal:
 
 def _number(number: float) -> float:
     return number + 0.0  # -0.0 equals 0.0 and hashes with it
+
+
+def differences(output: Any, ground_truth: Any, limit: int = 100) -> dict[str, list[str]]:
+    """The JSON Pointers behind a score, at most ``limit`` of each: ``wrong`` (in both,
+    unequal), ``missing`` (expected, not extracted) and ``extra`` (extracted, not expected)."""
+    got = dict(flatten(output))
+    want = dict(flatten(ground_truth))
+    wrong = [path for path, value in got.items() if path in want and want[path] != value]
+    return {
+        "wrong": wrong[:limit],
+        "missing": [path for path in want if path not in got][:limit],
+        "extra": [path for path in got if path not in want][:limit],
+    }

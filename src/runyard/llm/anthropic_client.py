@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import anthropic
 import httpx2
@@ -49,8 +49,10 @@ async def stream(
     temperature: float | None,
     max_tokens: int | None,
     timeout_seconds: float,
+    response_format: dict[str, Any] | None = None,
 ) -> AsyncGenerator[StreamItem, None]:
     config = model.config
+    del response_format  # Anthropic has no JSON mode: the prompt asks for JSON
     system, conversation = _conversation(messages)
     async with anthropic.AsyncAnthropic(
         base_url=config.base_url,

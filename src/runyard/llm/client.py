@@ -67,6 +67,7 @@ class Provider(Protocol):
         temperature: float | None,
         max_tokens: int | None,
         timeout_seconds: float,
+        response_format: dict[str, Any] | None = None,
     ) -> AsyncGenerator[StreamItem, None]: ...
 
     def failure(self, exc: Exception) -> Failure | None: ...
@@ -83,10 +84,12 @@ async def stream_chat(
     max_retries: int = 3,
     retry_base_seconds: float = 0.5,
     max_retry_after_seconds: float = 30.0,
+    response_format: dict[str, Any] | None = None,
 ) -> AsyncGenerator[StreamItem, None]:
     """Stream one completion: ``TextDelta``s, then complete ``ToolCall``s, one ``Usage`` and
-    a ``Finished``. ``timeout_seconds`` bounds each wait on the provider (connecting, each
-    read), not the whole stream.
+    a ``Finished``. ``response_format`` (OpenAI's JSON mode or JSON schema) goes to providers
+    that take one; others get only the prompt's instructions. ``timeout_seconds`` bounds
+    each wait on the provider (connecting, each read), not the whole stream.
 
     Failures before the first item are retried up to ``max_retries`` times (429, 408, 409,
     5xx, connection errors, timeouts), after ``Retry-After`` or an exponential backoff from
@@ -107,6 +110,7 @@ async def stream_chat(
                 temperature=temperature,
                 max_tokens=max_tokens,
                 timeout_seconds=timeout_seconds,
+                response_format=response_format,
             )
             async with aclosing(items):
                 async for item in items:

@@ -44,6 +44,7 @@ async def stream(
     temperature: float | None,
     max_tokens: int | None,
     timeout_seconds: float,
+    response_format: dict[str, Any] | None = None,
 ) -> AsyncGenerator[StreamItem, None]:
     config = model.config
     # OpenAI itself wants max_completion_tokens (its reasoning models refuse max_tokens);
@@ -64,6 +65,8 @@ async def stream(
             temperature=openai.omit if temperature is None else temperature,
             max_completion_tokens=given if tokens_field == "max_completion_tokens" else openai.omit,
             max_tokens=given if tokens_field == "max_tokens" else openai.omit,
+            # JSON mode or a JSON schema, as the body's field (the SDK's types are not needed)
+            extra_body=None if response_format is None else {"response_format": response_format},
             stream=True,
             stream_options={"include_usage": True},
         )

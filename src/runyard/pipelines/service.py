@@ -69,8 +69,8 @@ def validate_input(pipeline: dict[str, Any], value: dict[str, Any]) -> None:
         )
 
 
-#: pipelines the server defines and executes itself (DESIGN §8): made per workspace on first
-#: use; a user cannot create, change or delete one
+#: pipelines the server defines and executes itself (DESIGN §8, §10): made per workspace on
+#: first use; a user cannot create, change or delete one
 BUILTIN_PIPELINES: dict[str, dict[str, Any]] = {
     "agent.turn": {
         "description": "One turn of an agent session: the model, its tool calls, the answer.",
@@ -80,7 +80,31 @@ BUILTIN_PIPELINES: dict[str, dict[str, Any]] = {
         "timeout_seconds": 3600,
         "labels": [],
     },
+    "extract": {
+        "description": "Extraction evaluation: a prompt version and a model config read a "
+        "document; the model's JSON object is the output, scored field by field against the "
+        "document's ground truth.",
+        "executor": {"type": "steps"},
+        "input_schema": {
+            "type": "object",
+            "required": ["prompt_id", "config_id", "document_id"],
+            "properties": {
+                "prompt_id": {"type": "string"},
+                "prompt_version": {"type": "integer", "minimum": 1},
+                "config_id": {"type": "string"},
+                "document_id": {"type": "string"},
+                "variables": {"type": "object"},
+            },
+        },
+        "steps": [{"name": "extract", "uses": "extract", "with": {}}],
+        "output_step": "extract",  # the run's output is the extracted object itself
+        "max_attempts": 1,
+        "timeout_seconds": 3600,
+        "labels": ["extraction"],
+    },
 }
+#: built-in pipelines whose runs only the server starts (POST /v1/runs refuses them)
+STARTED_BY_SERVER = frozenset({"agent.turn"})
 
 
 def _refuse_builtin(row: dict[str, Any]) -> None:

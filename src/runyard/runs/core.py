@@ -12,7 +12,7 @@ from runyard.audit.service import AuditService
 from runyard.broker import Broker
 from runyard.clock import utcnow
 from runyard.context import Caller
-from runyard.db.engine import Database, Tx
+from runyard.db.engine import Conn, Database, Tx
 from runyard.events.service import EventService, NewEvent
 from runyard.observability.metrics import Metrics
 from runyard.pipelines.service import PipelineService
@@ -23,6 +23,10 @@ from runyard.settings import Settings
 from runyard.workspaces.quotas import ACTIVE, Quotas
 
 S = RunStatus
+
+
+#: (the create transaction's connection, the caller, the input) → the input to record
+InputCheck = Callable[[Conn, Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class RunCore:
@@ -45,6 +49,9 @@ class RunCore:
         self.metrics = metrics
         self.settings = settings
         self.quotas = quotas
+        #: checks of a built-in pipeline's run input beyond its schema, by pipeline name
+        #: (``extract``: its ids exist); each returns the input the run records
+        self.input_checks: dict[str, InputCheck] = {}
 
     async def _locked(self, tx: Tx, caller: Caller, run_id: str) -> dict[str, Any]:
         run = await repo.get(tx.conn, caller.workspace_id, run_id, for_update=True)

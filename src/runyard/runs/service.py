@@ -17,7 +17,7 @@ from runyard.db.engine import Tx
 from runyard.events.service import NewEvent
 from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
-from runyard.pipelines.service import BUILTIN_PIPELINES, validate_input
+from runyard.pipelines.service import BUILTIN_PIPELINES, STARTED_BY_SERVER, validate_input
 from runyard.problems import (
     Conflict,
     NotFound,
@@ -49,12 +49,14 @@ class RunService(RunApprovals):
         replay_of: str | None = None,
         validate: bool = True,
     ) -> dict[str, Any]:
+        if body.pipeline in BUILTIN_PIPELINES and body.pipeline not in STARTED_BY_SERVER:
+            await self.pipelines.ensure_builtin(caller.workspace_id, body.pipeline)
         try:
             async with self.db.write() as tx:
                 pipeline = await self.pipelines.resolve(
                     tx, caller, name=body.pipeline, pipeline_id=body.pipeline_id
                 )
-                if pipeline["name"] in BUILTIN_PIPELINES:
+                if pipeline["name"] in STARTED_BY_SERVER:
                     raise Conflict(
                         f"runs of {pipeline['name']!r} are started by the server (an agent "
                         "turn starts with a session message)",
@@ -62,6 +64,10 @@ class RunService(RunApprovals):
                     )
                 if validate:
                     validate_input(pipeline, body.input)
+                if (check := self.input_checks.get(pipeline["name"])) is not None:
+                    body = body.model_copy(
+                        update={"input": await check(tx.conn, caller, body.input)}
+                    )
                 return await self.create_in(tx, caller, pipeline, body, replay_of=replay_of)
         except IntegrityError as exc:
             raise RunExists(f"run {body.id} already exists") from exc

@@ -22,6 +22,7 @@ from runyard.runners.push import Undeliverable, deliver
 from runyard.runners.tokens import RunnerTokens
 from runyard.runs.service import RunService
 from runyard.worker.buffer import EventBuffer
+from runyard.worker.extract_step import Jobs, run_extract
 from runyard.worker.leased import SOURCE, LeasedExecution
 from runyard.worker.llm_step import ModelCalls, run_llm
 from runyard.worker.steps import StepContext, StepFailed, run_command, run_python
@@ -41,8 +42,11 @@ class WorkerTools:
     http: httpx.AsyncClient
     public_url: str
     retry_base_seconds: float = 1.0
-    #: how ``llm`` steps reach models (None: they fail with ``unsupported_step``)
+    #: how ``llm`` and ``extract`` steps reach models (None: they fail with
+    #: ``unsupported_step``)
     model_calls: ModelCalls | None = None
+    #: what ``extract`` steps read: prompts, configs, documents (None: unsupported)
+    extraction: Jobs | None = None
 
 
 class RunExecution(LeasedExecution):
@@ -141,6 +145,8 @@ class RunExecution(LeasedExecution):
                     "error": {"code": code, "message": message, "step": name},
                 }
             outputs[name] = {"output": output, "status": "completed"}
+        if spec.get("output_step") in outputs:  # a built-in pipeline's output is one step's
+            return {"status": "completed", "output": outputs[spec["output_step"]]["output"]}
         return {
             "status": "completed",
             "output": {name: value["output"] for name, value in outputs.items()},
@@ -219,10 +225,19 @@ class RunExecution(LeasedExecution):
         if uses == "http":
             return await self._http_step(name, options, attempt)
         if uses == "llm" and self.tools.model_calls is not None:
-            output, usage = await run_llm(
-                options, ctx, self.tools.model_calls, self.run["workspace_id"]
+            return await run_llm(
+                options, ctx, self.tools.model_calls, self.run["workspace_id"], self._add_usage
             )
-            await self._add_usage(usage)
+        if uses == "extract" and self.tools.model_calls and self.tools.extraction:
+            output, metrics = await run_extract(
+                options,
+                ctx,
+                self.tools.model_calls,
+                self.tools.extraction,
+                self.run["workspace_id"],
+                self._add_usage,
+            )
+            await self._report(metrics=metrics)
             return output
         raise StepFailed("unsupported_step", f"the embedded worker cannot run `{uses}` steps yet")
 

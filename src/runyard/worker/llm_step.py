@@ -8,6 +8,7 @@ must be JSON, without a schema), ``temperature``, ``max_tokens``.
 """
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,15 +39,24 @@ class ModelCalls:
     retry_base_seconds: float = 0.5
 
 
+#: adds a model call's usage (``input_tokens``, ``output_tokens``, ``cost_usd``) to the run
+AddUsage = Callable[[dict[str, Any]], Awaitable[None]]
+
+
 async def run_llm(
-    options: dict[str, Any], ctx: StepContext, calls: ModelCalls, workspace_id: str
-) -> tuple[Any, dict[str, Any]]:
-    """The step's output and its usage (``input_tokens``, ``output_tokens``, ``cost_usd``)."""
+    options: dict[str, Any],
+    ctx: StepContext,
+    calls: ModelCalls,
+    workspace_id: str,
+    add_usage: AddUsage,
+) -> Any:
+    """The step's output. The call's usage is added to the run as soon as the answer is in,
+    so an answer that fails its checks still counts what it cost."""
     prompt = options.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise StepFailed("invalid_step", "an llm step needs `with.prompt`: a non-empty string")
     schema = options.get("output_schema")
-    validator = _validator(schema) if schema is not None else None
+    validator = schema_validator(schema) if schema is not None else None
     wants_json = validator is not None or bool(options.get("json"))
     try:
         model = await calls.models.resolve(workspace_id, options.get("model_id"))
@@ -62,17 +72,44 @@ async def run_llm(
     if system:
         messages.append(ChatMessage(role="system", content=str(system)))
     messages.append(ChatMessage(role="user", content=prompt))
+    text, usage = await stream_text(
+        model,
+        messages,
+        ctx,
+        calls,
+        temperature=_number(options.get("temperature")),
+        max_tokens=_integer(options.get("max_tokens")),
+    )
+    await add_usage(usage)
+    if not wants_json:
+        return {"text": text, "model": model.model}
+    return parse_json(text, validator)
+
+
+async def stream_text(
+    model: ResolvedModel,
+    messages: list[ChatMessage],
+    ctx: StepContext,
+    calls: ModelCalls,
+    *,
+    temperature: float | None,
+    max_tokens: int | None,
+    response_format: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """One model call streamed into the step's ``text.delta`` events, then a ``usage`` event:
+    the answer's text and its usage (``input_tokens``, ``output_tokens``, ``cost_usd``)."""
     parts: list[str] = []
     usage: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0, "cost_usd": None}
     try:
         async for item in stream_chat(
             model,
             messages,
-            temperature=_number(options.get("temperature")),
-            max_tokens=_integer(options.get("max_tokens")),
+            temperature=temperature,
+            max_tokens=max_tokens,
             timeout_seconds=calls.timeout_seconds,
             max_retries=calls.max_retries,
             retry_base_seconds=calls.retry_base_seconds,
+            response_format=response_format,
         ):
             if isinstance(item, TextDelta):
                 parts.append(item.text)
@@ -86,13 +123,10 @@ async def run_llm(
     except ModelError as exc:
         raise StepFailed(exc.code, exc.message) from exc
     ctx.buffer.put(NewEvent("usage", {**usage, "model": model.model}, step=ctx.step))
-    text = "".join(parts)
-    if not wants_json:
-        return {"text": text, "model": model.model}, usage
-    return _parse(text, validator), usage
+    return "".join(parts), usage
 
 
-def _parse(text: str, validator: Draft202012Validator | None) -> Any:
+def parse_json(text: str, validator: Draft202012Validator | None) -> Any:
     fenced = _FENCE.match(text)
     try:
         value = orjson.loads(fenced.group(1) if fenced else text)
@@ -111,7 +145,7 @@ def _parse(text: str, validator: Draft202012Validator | None) -> Any:
     return value
 
 
-def _validator(schema: Any) -> Draft202012Validator:
+def schema_validator(schema: Any) -> Draft202012Validator:
     if not isinstance(schema, dict):
         raise StepFailed("invalid_step", "`with.output_schema` must be a JSON Schema object")
     try:
