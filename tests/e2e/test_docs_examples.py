@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -131,9 +132,35 @@ def test_the_idempotency_walk_through_runs_as_documented(server: str, tmp_path: 
     assert [r["id"] for r in runs] == [created[0]["id"]]
 
 
-def test_the_compare_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
-    stdout, _ = run_doc(server, "evaluation.md", tmp_path)
+#: what the evaluation walk-through's model answers: version 1 of the prompt misreads the
+#: first invoice's total, version 2 (which asks for the total without currency) reads both
+EXTRACTIONS = {
+    ("1", "INVOICE 0042"): {"number": "0042", "total": "1,250.00 EUR", "vendor": "ACME Corp"},
+    ("1", "Invoice 77"): {"number": "77", "vendor": "Globex Ltd", "total": 99.9},
+    ("2", "INVOICE 0042"): {"number": "0042", "vendor": "ACME Corp", "total": 1250},
+    ("2", "Invoice 77"): {"number": "77", "vendor": "Globex Ltd", "total": 99.9},
+}
+
+
+def _extraction(body: Any) -> Reply:
+    prompt = body["messages"][-1]["content"]
+    version = "2" if "without currency" in prompt else "1"
+    document = "INVOICE 0042" if "INVOICE 0042" in prompt else "Invoice 77"
+    return Reply(text=orjson.dumps(EXTRACTIONS[version, document]).decode())
+
+
+@pytest.mark.with_worker
+def test_the_evaluation_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    with FakeModelServer() as model:
+        model.responder = _extraction
+        env = {"MODEL_URL": f"{model.url}/v1", "MODEL_NAME": "fake-model"}
+        stdout, _ = run_doc(server, "evaluation.md", tmp_path, env)
     lines = stdout.splitlines()
+    documented = (DOCS / "evaluation.md").read_text()
+    for prefix in ("extracted ", "scores ", "usage ", "runs ", "version 1 ", "version 2 "):
+        [line] = [line for line in lines if line.startswith(prefix)]
+        assert f"# {line}\n" in documented, line
+
     metrics = [line.split()[1] for line in lines if line.startswith("metric ")]
     assert metrics == ["f1", "precision", "recall", "duration_ms", "cost_usd"]
     assert "metric f1 0.6 0.85 0.25 41.67" in lines
