@@ -29,6 +29,7 @@ from runyard.llm.secrets import SecretBox, load_secrets_key
 from runyard.llm.service import LlmService
 from runyard.observability.metrics import Metrics
 from runyard.observability.service import OperationsService
+from runyard.pipelines.bundles import BundleService
 from runyard.pipelines.service import PipelineService
 from runyard.runners.leases import sweep_forever, sweep_interval
 from runyard.runners.push import Pusher
@@ -76,6 +77,7 @@ class Services:
     webhooks: WebhookService = field(init=False)
     llm: LlmService = field(init=False)
     agents: AgentService = field(init=False)
+    bundles: BundleService = field(init=False)
     extraction: ExtractionService = field(init=False)
     documents: DocumentService = field(init=False)
     evaluations: EvaluationService = field(init=False)
@@ -136,6 +138,14 @@ class Services:
         services.llm = LlmService(db, audit, secrets)
         services.agents = AgentService(
             db, runs, events, pipelines, audit, services.llm, turns_enabled=settings.worker_enabled
+        )
+        services.bundles = BundleService(
+            db,
+            blobs,
+            pipelines,
+            audit,
+            max_bytes=settings.bundle_max_bytes,
+            max_unpacked_bytes=settings.bundle_max_unpacked_bytes,
         )
         services.extraction = ExtractionService(db, audit)
         runs.input_checks[EXTRACT_PIPELINE] = services.extraction.check_run_input

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     artifact_max_bytes: int = Field(
         100 * 1024 * 1024, ge=1, description="Largest artifact a runner may upload (413 beyond)."
     )
+    bundle_max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, description="Largest pipeline bundle upload (413 beyond)."
+    )
+    bundle_max_unpacked_bytes: int = Field(
+        500 * 1024 * 1024,
+        ge=1,
+        description="Most bytes a pipeline bundle may unpack to (413 beyond).",
+    )
     document_max_bytes: int = Field(
         10 * 1024 * 1024,
         ge=1,

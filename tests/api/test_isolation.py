@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from runyard.clock import utcnow
 from runyard.context import Caller
 from runyard.workspaces.tables import workspaces
+from tests.bundle_support import zip_of
 from tests.conftest import free_port
 from tests.extraction_support import make_config, make_document, make_prompt
 from tests.support import make_pipeline, make_run
@@ -75,6 +76,12 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
         "/v1/webhooks", json={"url": f"http://127.0.0.1:{free_port()}/", "events": ["run.*"]}
     )
     pipeline = await make_pipeline(client)
+    bundle = await client.post(
+        f"/v1/pipelines/{pipeline['id']}/bundle",
+        content=zip_of({"steps.py": b""}),
+        headers={"content-type": "application/zip"},
+    )
+    assert bundle.status_code == 201, bundle.text
     run = await make_run(client)
     deliveries = await client.get(f"/v1/webhooks/{webhook.json()['id']}/deliveries")
     provider = await client.post(

@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard.db.engine import Conn
-from runyard.pipelines.tables import pipeline_versions, pipelines
+from runyard.pipelines.tables import pipeline_bundles, pipeline_versions, pipelines
 
 
 async def insert(conn: Conn, values: dict[str, Any]) -> None:
@@ -69,6 +69,10 @@ async def update(
 
 
 async def delete(conn: Conn, pipeline_id: str) -> None:
+    """The pipeline, its versions and its bundle's record (the bundle's blob stays)."""
+    await conn.execute(
+        sa.delete(pipeline_bundles).where(pipeline_bundles.c.pipeline_id == pipeline_id)
+    )
     await conn.execute(
         sa.delete(pipeline_versions).where(pipeline_versions.c.pipeline_id == pipeline_id)
     )

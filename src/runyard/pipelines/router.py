@@ -1,13 +1,20 @@
 """HTTP for pipelines: ``/v1/pipelines``."""
 
-from fastapi import APIRouter, Query
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from runyard.http.deps import CallerDep, PipelineServiceDep
+from runyard.http.body import read_limited
+from runyard.http.deps import CallerDep, PipelineServiceDep, ServicesDep
 from runyard.http.errors import problem_responses
 from runyard.http.pagination import MAX_LIMIT
 from runyard.http.responses import json_response
+from runyard.pipelines.bundles import BundleService
 from runyard.pipelines.schemas import PipelineCreate, PipelineList, PipelineOut, PipelineUpdate
+from runyard.problems import InvalidInput, PayloadTooLarge
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
 
@@ -73,3 +80,94 @@ async def delete_pipeline(
 ) -> Response:
     await pipelines.delete(caller, pipeline_ref)
     return Response(status_code=204)
+
+
+class Bundle(BaseModel):
+    object: Literal["bundle"] = "bundle"
+    pipeline_id: str
+    sha256: str
+    size_bytes: int
+    unpacked_bytes: int
+    format: Literal["zip", "tar", "tar.gz"]
+    files: list[str]
+    uploaded_by: str
+    uploaded_at: str
+
+
+async def _bundles(services: ServicesDep) -> BundleService:
+    return services.bundles
+
+
+@router.post(
+    "/{pipeline_ref}/bundle",
+    status_code=201,
+    response_model=Bundle,
+    summary="Upload the pipeline's bundle of step code: a zip or (gzipped) tar as the body, "
+    "or a multipart `file`",
+    responses=problem_responses(400, 401, 403, 404, 409, 413),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+                "application/x-tar": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+            },
+        }
+    },
+)
+async def upload_bundle(
+    pipeline_ref: str,
+    request: Request,
+    caller: CallerDep,
+    bundles: BundleService = Depends(_bundles),
+) -> Response:
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        declared = request.headers.get("content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) > bundles.max_bytes + 2**16
+        ):
+            raise _too_large(bundles.max_bytes)
+        async with request.form(max_files=1, max_fields=2) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise InvalidInput(
+                    "a multipart bundle needs a `file` part",
+                    errors=[{"loc": ["body", "file"], "msg": "Field required"}],
+                )
+            data = await upload.read(bundles.max_bytes + 1)
+    else:
+        try:
+            data = await read_limited(request, bundles.max_bytes)
+        except PayloadTooLarge as exc:
+            raise _too_large(bundles.max_bytes) from exc
+    if len(data) > bundles.max_bytes:
+        raise _too_large(bundles.max_bytes)
+    return json_response(await bundles.upload(caller, pipeline_ref, data), 201)
+
+
+@router.get(
+    "/{pipeline_ref}/bundle",
+    response_model=Bundle,
+    summary="The pipeline's current bundle: its hash, size and files",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_bundle(
+    pipeline_ref: str, caller: CallerDep, bundles: BundleService = Depends(_bundles)
+) -> Response:
+    return json_response(await bundles.get(caller, pipeline_ref))
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the bundle exceeds {limit} bytes (RUNYARD_BUNDLE_MAX_BYTES)", limit=limit
+    )

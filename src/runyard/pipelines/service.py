@@ -107,7 +107,7 @@ BUILTIN_PIPELINES: dict[str, dict[str, Any]] = {
 STARTED_BY_SERVER = frozenset({"agent.turn"})
 
 
-def _refuse_builtin(row: dict[str, Any]) -> None:
+def refuse_builtin(row: dict[str, Any]) -> None:
     if row["name"] in BUILTIN_PIPELINES:
         raise Conflict(
             f"{row['name']!r} is a built-in pipeline of the server", code="builtin_pipeline"
@@ -240,7 +240,7 @@ class PipelineService:
             _check_schema(changes["input_schema"])
         async with self.db.write() as tx:
             row = await self._find(tx.conn, caller.workspace_id, ref, for_update=True)
-            _refuse_builtin(row)
+            refuse_builtin(row)
             row["spec"] = {**row["spec"], **changes}
             row["version"] += 1
             row["updated_at"] = utcnow()
@@ -264,13 +264,17 @@ class PipelineService:
     async def delete(self, caller: Caller, ref: str) -> None:
         async with self.db.write() as tx:
             row = await self._find(tx.conn, caller.workspace_id, ref, for_update=True)
-            _refuse_builtin(row)
+            refuse_builtin(row)
             await repo.delete(tx.conn, row["id"])
             for key in [key for key in self._specs if key[0] == row["id"]]:
                 del self._specs[key]
             await self.audit.record(
                 tx, caller, "pipeline.delete", "pipeline", row["id"], {"name": row["name"]}
             )
+
+    async def lock(self, tx: Tx, caller: Caller, ref: str) -> dict[str, Any]:
+        """The pipeline's row, locked until ``tx`` ends (404 when there is none)."""
+        return await self._find(tx.conn, caller.workspace_id, ref, for_update=True)
 
     @staticmethod
     async def _find(
