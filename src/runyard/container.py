@@ -23,6 +23,7 @@ from runyard.http.ratelimit import RateLimiter
 from runyard.idempotency.service import IdempotencyStore
 from runyard.llm.secrets import SecretBox, load_secrets_key
 from runyard.llm.service import LlmService
+from runyard.observability.analytics import AnalyticsService
 from runyard.observability.metrics import Metrics
 from runyard.observability.service import OperationsService
 from runyard.pipelines.service import PipelineService
@@ -72,6 +73,7 @@ class Services:
     webhooks: WebhookService = field(init=False)
     llm: LlmService = field(init=False)
     agents: AgentService = field(init=False)
+    analytics: AnalyticsService = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
@@ -125,6 +127,7 @@ class Services:
             db, audit, services.keys, timedelta(hours=settings.session_hours)
         )
         services.limiter = RateLimiter.from_settings(settings)
+        services.analytics = AnalyticsService(db, pipelines)
         services.webhooks = WebhookService(db, broker, audit, outbox, settings)
         services.llm = LlmService(db, audit, secrets)
         services.agents = AgentService(
