@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from runyard.clock import isoformat, utcnow
+from runyard.clock import isoformat, ms_between, utcnow
 from runyard.context import Caller
 from runyard.db.engine import Database
 from runyard.http.pagination import decode_cursor, page_of
@@ -92,7 +92,7 @@ class AnalyticsService:
                     "run_id": row["id"],
                     "pipeline": row["pipeline"],
                     "status": row["status"],
-                    "duration_ms": _int(row["duration_ms"]),
+                    "duration_ms": ms_between(row["started_at"], row["completed_at"]),
                     "failed_step": row["failed_step"],
                     "completed_at": isoformat(row["completed_at"]),
                 }
@@ -113,7 +113,7 @@ class AnalyticsService:
         """Runs created in the last ``days`` days: outcomes, success rate, durations and queue
         wait (DESIGN §15), and the error budget left against ``objective`` when given."""
         since = utcnow() - timedelta(days=days)
-        async with self.db.read() as conn:  # one snapshot for both statements
+        async with self.db.read() as conn:
             counts = await repo.slo_counts(
                 conn, caller.workspace_id, since=since, pipeline=pipeline
             )
