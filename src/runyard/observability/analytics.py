@@ -113,7 +113,7 @@ class AnalyticsService:
         """Runs created in the last ``days`` days: outcomes, success rate, durations and queue
         wait (DESIGN §15), and the error budget left against ``objective`` when given."""
         since = utcnow() - timedelta(days=days)
-        async with self.db.read() as conn:
+        async with self.db.read(off_loop=True) as conn:
             counts = await repo.slo_counts(
                 conn, caller.workspace_id, since=since, pipeline=pipeline
             )
@@ -152,7 +152,7 @@ class AnalyticsService:
         (404 ``pipeline_not_found`` for a pipeline this workspace does not have)."""
         pipeline = (await self.pipelines.get(caller, pipeline_ref))["name"]
         since = utcnow() - timedelta(days=HISTORY_DAYS)
-        async with self.db.read() as conn:
+        async with self.db.read(off_loop=True) as conn:
             found = await repo.history(conn, caller.workspace_id, pipeline, since=since)
         size = found["sample_size"]
         success_rate = found["success_count"] / size if size else None
