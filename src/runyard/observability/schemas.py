@@ -54,7 +54,12 @@ class WhatIfRequest(BaseModel):
     )
 
 
-class Percentiles(BaseModel):
+class DurationPercentiles(BaseModel):
+    p50: int | None
+    p90: int | None
+
+
+class CostPercentiles(BaseModel):
     p50: float | None
     p90: float | None
 
@@ -62,8 +67,8 @@ class Percentiles(BaseModel):
 class WhatIf(BaseModel):
     pipeline: str
     sample_size: int = Field(description="Finished runs created in the last 90 days.")
-    duration_ms: Percentiles
+    duration_ms: DurationPercentiles = Field(description="Over the sample's runs that started.")
     success_rate: float | None
-    cost_usd: Percentiles = Field(description="Over the sample's runs with `usage.cost_usd`.")
+    cost_usd: CostPercentiles = Field(description="Over the sample's runs with `usage.cost_usd`.")
     risk_level: Literal["low", "medium", "high", "unknown"]
     message: str
