@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import servers
+from benchmarks.bench_observability import DEFAULT_POSTGRES_URL
 from benchmarks.report import render
 from benchmarks.suite import BENCHMARKS, Options, run_suite
 from benchmarks.summary import build_rows
@@ -52,6 +53,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
     parser.add_argument(
         "--agent-rate", type=float, default=2000.0, help="fake model tokens/s (default 2000)"
     )
+    parser.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES_URL,
+        help="PostgreSQL of the observability benchmark (a fresh schema, dropped after; "
+        "default $RUNYARD_BENCH_POSTGRES_URL or postgres@127.0.0.1:5432/test)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     args = parser.parse_args(argv)
     only = set(BENCHMARKS)
@@ -80,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
         agent_turns=args.agent_turns,
         agent_tokens=args.agent_tokens,
         agent_rate=args.agent_rate,
+        postgres_url=args.postgres_url,
     ), args.json
 
 

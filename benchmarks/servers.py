@@ -120,11 +120,13 @@ def start_server(
     host: str,
     port: int,
     health_timeout: float = 30.0,
+    env: dict[str, str] | None = None,
 ) -> Server:
-    """Launch ``argv`` and poll ``GET /health`` (every 100 ms) until 200 or the timeout."""
+    """Launch ``argv`` (with ``env`` added to this environment) and poll ``GET /health``
+    (every 100 ms) until 200 or the timeout."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"{name}.log"
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

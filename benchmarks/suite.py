@@ -3,7 +3,8 @@
 The bare app is measured first, then Runyard, each on a fresh data directory and port, with
 the same load specs.  The runner-protocol benchmarks (claim latency, runner throughput) and
 SSE run against Runyard only.  Agent token latency (``agents``) gets a Runyard server of its
-own, started last, with the embedded worker on (it executes the agent turns).  A failure
+own, started last, with the embedded worker on (it executes the agent turns); so does each
+database of the observability benchmark (``observability``: SQLite, then PostgreSQL).  A failure
 inside one benchmark is recorded and the suite moves on; a server that does not start blocks
 only its own rows.
 """
@@ -25,6 +26,7 @@ from benchmarks import (
     bench_claim,
     bench_compare,
     bench_http,
+    bench_observability,
     bench_runners,
     bench_sse,
     servers,
@@ -44,6 +46,7 @@ BENCHMARKS = (
     "auth",
     "agents",
     "compare",
+    "observability",
 )
 LOAD_KEYS = ("create1", "create32", "get32", "ingest", "rss")
 LoadBench = Callable[..., tuple[LoadResult, float]]
@@ -69,6 +72,7 @@ class Options:
     agent_turns: int | None = None
     agent_tokens: int | None = None
     agent_rate: float = 2000.0
+    postgres_url: str = bench_observability.DEFAULT_POSTGRES_URL
 
     @property
     def load_seconds(self) -> float:
@@ -102,6 +106,10 @@ class Options:
     def tokens(self) -> int:
         return self.agent_tokens or (400 if self.quick else 1000)
 
+    @property
+    def observability_samples(self) -> int:
+        return 10 if self.quick else 50
+
 
 @dataclass
 class Measurements:
@@ -130,6 +138,9 @@ class SuiteResult:
     seconds: float = 0.0
     agents: bench_agents.AgentsResult | None = None
     agents_error: str | None = None
+    observability: list[bench_observability.ObservabilityResult] = field(default_factory=list)
+    #: database -> why it was not measured
+    observability_errors: dict[str, str] = field(default_factory=dict)
 
 
 def _attempt(m: Measurements, key: str, action: Callable[[], None]) -> None:
@@ -292,6 +303,31 @@ def _agents(result: SuiteResult, opts: Options, data_dir: Path) -> None:
         server.stop()
 
 
+def _observability(result: SuiteResult, opts: Options, data_dir: Path) -> None:
+    """Observability latency at 100k runs, on a fresh server per database."""
+    for database in ("sqlite", "postgres"):
+        _progress(
+            f"starting runyard on {database}: observability "
+            f"({bench_observability.RUNS:,} runs, {opts.observability_samples} requests each)"
+        )
+        try:
+            result.observability.append(
+                bench_observability.bench_observability(
+                    database,
+                    data_dir / database,
+                    runyard_bin=opts.runyard_bin,
+                    host=opts.host,
+                    headers=opts.headers,
+                    postgres_url=opts.postgres_url,
+                    samples=opts.observability_samples,
+                )
+            )
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+            result.observability_errors[database] = reason
+            traceback.print_exc()
+
+
 def run_suite(opts: Options) -> SuiteResult:
     """Measure the bare app (when a comparison is selected), then the target."""
     started = time.perf_counter()
@@ -313,7 +349,7 @@ def run_suite(opts: Options) -> SuiteResult:
             except servers.ServerError as exc:
                 reason = f"bare app did not start: {str(exc).splitlines()[0]}"
                 result.bare = Measurements("bare", errors=dict.fromkeys(LOAD_KEYS, reason))
-        if result.blocked is None and opts.only - {"agents"}:
+        if result.blocked is None and opts.only - {"agents", "observability"}:
             port = servers.free_port(opts.host)
             data_dir = Path(tmp, opts.target)
             argv = servers.runyard_argv(opts.runyard_bin, opts.host, port, data_dir)
@@ -325,5 +361,7 @@ def run_suite(opts: Options) -> SuiteResult:
                 result.blocked = str(exc)
         if result.blocked is None and "agents" in opts.only:
             _agents(result, opts, Path(tmp, "agents"))
+        if result.blocked is None and "observability" in opts.only:
+            _observability(result, opts, Path(tmp, "observability"))
     result.seconds = time.perf_counter() - started
     return result

@@ -8,6 +8,7 @@ flagged "client-bound": the number is then a floor, not the server's limit.
 from __future__ import annotations
 
 from benchmarks.bench_compare import compare_rows
+from benchmarks.bench_observability import observability_rows
 from benchmarks.bench_sse import SseResult
 from benchmarks.loadgen import LoadResult
 from benchmarks.report import Row, rate, ratio
@@ -219,6 +220,13 @@ def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
     if "compare" in opts.only:
         why = _why(target, "compare", result.blocked)
         rows.extend(compare_rows(target.compare if target else None, why))
+    if "observability" in opts.only:
+        why = dict(result.observability_errors)
+        if result.blocked:
+            why = dict.fromkeys(
+                ("sqlite", "postgres"), f"not run: {result.blocked.splitlines()[0]}"
+            )
+        rows.extend(observability_rows(result.observability, why))
     if "rss" in opts.only:
         rows.append(_rss_row(result))
     if "agents" in opts.only:

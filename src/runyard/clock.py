@@ -1,6 +1,8 @@
 """Time, always timezone-aware UTC, rendered as RFC 3339 with ``Z``."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+MILLISECOND = timedelta(milliseconds=1)
 
 
 def utcnow() -> datetime:
@@ -19,12 +21,14 @@ def isoformat(value: datetime | None) -> str | None:
 
 
 def ms_between(start: datetime | str | None, end: datetime | str | None) -> int | None:
-    """Whole milliseconds from ``start`` to ``end`` (datetimes or RFC 3339); None if either is."""
+    """Whole milliseconds from ``start`` to ``end`` (datetimes or RFC 3339), truncated toward
+    zero; None if either is. Integer arithmetic on the timedelta: ``total_seconds() * 1000``
+    is a float product that reads 1.001 s as 1000.999… and truncates it to 1000."""
     if start is None or end is None:
         return None
     start = parse(start) if isinstance(start, str) else start
     end = parse(end) if isinstance(end, str) else end
-    return int((end - start).total_seconds() * 1000)
+    return int((end - start) / MILLISECOND)
 
 
 def parse(value: str) -> datetime:

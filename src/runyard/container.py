@@ -27,6 +27,7 @@ from runyard.http.ratelimit import RateLimiter
 from runyard.idempotency.service import IdempotencyStore
 from runyard.llm.secrets import SecretBox, load_secrets_key
 from runyard.llm.service import LlmService
+from runyard.observability.analytics import AnalyticsService
 from runyard.observability.metrics import Metrics
 from runyard.observability.service import OperationsService
 from runyard.pipelines.bundles import BundleService
@@ -81,6 +82,7 @@ class Services:
     extraction: ExtractionService = field(init=False)
     documents: DocumentService = field(init=False)
     evaluations: EvaluationService = field(init=False)
+    analytics: AnalyticsService = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
@@ -134,6 +136,7 @@ class Services:
             db, audit, services.keys, timedelta(hours=settings.session_hours)
         )
         services.limiter = RateLimiter.from_settings(settings)
+        services.analytics = AnalyticsService(db, pipelines)
         services.webhooks = WebhookService(db, broker, audit, outbox, settings)
         services.llm = LlmService(db, audit, secrets)
         services.agents = AgentService(

@@ -21,10 +21,10 @@ async def finished_run(client: httpx.AsyncClient, pipeline: str, **report_body: 
 async def test_two_runs_with_different_metrics_and_nested_outputs(
     client: httpx.AsyncClient,
 ) -> None:
-    await make_pipeline(client, "extract")
+    await make_pipeline(client, "invoices")
     a = await finished_run(
         client,
-        "extract",
+        "invoices",
         status="completed",
         output={"vendor": {"name": "ACME", "vat": "DE1"}, "lines": [{"qty": 2}]},
         metrics={"precision": 0.5, "f1": 0.4},
@@ -32,7 +32,7 @@ async def test_two_runs_with_different_metrics_and_nested_outputs(
     )
     b = await finished_run(
         client,
-        "extract",
+        "invoices",
         status="completed",
         output={"vendor": {"name": "acme"}, "lines": [{"qty": 2.0}, {"qty": 1}]},
         metrics={"recall": 0.9, "f1": 0.6},
@@ -71,9 +71,9 @@ async def test_two_runs_with_different_metrics_and_nested_outputs(
 
 async def test_runs_of_any_pipeline_and_status_compare(client: httpx.AsyncClient) -> None:
     await make_pipeline(client, "deploy")
-    await make_pipeline(client, "extract")
+    await make_pipeline(client, "invoices")
     failed = await finished_run(client, "deploy", status="failed", error="exit code 2")
-    pending = await make_run(client, "extract", start=False, input={"document": "d2"})
+    pending = await make_run(client, "invoices", start=False, input={"document": "d2"})
     body = (await client.get(f"/v1/runs/{failed}/compare/{pending['id']}")).json()
     assert (body["run_a"]["status"], body["run_b"]["status"]) == ("failed", "pending")
     assert body["field_differences"] == [

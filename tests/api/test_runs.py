@@ -121,7 +121,7 @@ async def test_get_unknown_run_and_another_workspace_run_are_404(client: httpx.A
 
 async def test_list_filters_combine_and_items_omit_heavy_fields(client: httpx.AsyncClient) -> None:
     await make_pipeline(client)
-    await make_pipeline(client, name="extract")
+    await make_pipeline(client, name="invoices")
     a = await make_run(
         client,
         input={"prompt_id": "prm_1", "n": 3, "user_intent": {"target": "prod"}},
@@ -129,7 +129,7 @@ async def test_list_filters_combine_and_items_omit_heavy_fields(client: httpx.As
         codename="blue-heron",
     )
     b = await make_run(client, input={"prompt_id": "prm_2", "n": "3"}, tags=["web"], start=False)
-    c = await make_run(client, "extract", input={"prompt_id": "prm_1", "flag": True}, tags=["eu"])
+    c = await make_run(client, "invoices", input={"prompt_id": "prm_1", "flag": True}, tags=["eu"])
 
     async def ids(query: str) -> list[str]:
         response = await client.get(f"/v1/runs?{query}")
@@ -139,7 +139,7 @@ async def test_list_filters_combine_and_items_omit_heavy_fields(client: httpx.As
     assert await ids("") == [c["id"], b["id"], a["id"]]
     assert await ids("status=pending") == [b["id"]]
     assert await ids("status=pending&status=queued") == [c["id"], b["id"], a["id"]]
-    assert await ids("pipeline=extract") == [c["id"]]
+    assert await ids("pipeline=invoices") == [c["id"]]
     assert await ids("tag=web") == [b["id"], a["id"]]
     assert await ids("tag=web&tag=eu") == [a["id"]]
     assert await ids("codename=blue-heron") == [a["id"]]

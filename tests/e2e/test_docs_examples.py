@@ -171,6 +171,25 @@ def test_the_evaluation_walk_through_runs_as_documented(server: str, tmp_path: P
     assert (summary["fields_same"], summary["fields_only_in_b"]) == (3, 2)
 
 
+def test_the_observability_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    stdout, _ = run_doc(server, "observability.md", tmp_path)
+    lines = stdout.splitlines()
+    assert [line for line in lines if line.startswith("outcome ")] == [
+        "outcome completed None True Z",
+        "outcome cancelled None True Z",
+        "outcome failed build",
+        "outcome completed None",
+    ]
+    assert "has_more True" in lines
+    assert "slo 5 3 1 1 0" in lines and "rate 0.6 budget 0.2" in lines
+    assert "durations True True" in lines
+    assert "what-if 5 0.6 high {'p50': 0.012, 'p90': 0.015}" in lines
+    assert any(line.startswith("estimated from 5 finished runs of deploy") for line in lines)
+    [unknown] = [orjson.loads(line) for line in lines if line.startswith('{"pipeline"')]
+    assert (unknown["sample_size"], unknown["risk_level"]) == (0, "unknown")
+    assert unknown["message"].startswith("no history")
+
+
 def test_the_workspaces_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
     stdout, _ = run_doc(server, "workspaces.md", tmp_path)
     answers = [orjson.loads(line) for line in stdout.splitlines() if line.startswith("{")]

@@ -8,7 +8,9 @@ inline on the event loop's thread (see docs/decisions/0002): its statements answ
 microseconds, while an async adapter costs a thread round trip and a greenlet switch per
 statement. Writes in this process are serialised by an asyncio lock and open with
 ``BEGIN IMMEDIATE``, so a writer never waits on SQLite's lock; readers run concurrently (WAL).
-Both kinds of connection are used through the same small :class:`Conn` interface.
+Both kinds of connection are used through the same small :class:`Conn` interface. The few
+long reads (aggregates over many runs) ask for ``read(off_loop=True)``: on SQLite their
+statements run in a worker thread, so the event loop serves everyone else meanwhile.
 """
 
 import asyncio
@@ -91,6 +93,30 @@ class _InlineConn(Conn):
         sqlite_bulk.insert_many(self._conn.connection.driver_connection, table, rows)
 
 
+class _OffLoopConn(_InlineConn):
+    """A SQLite read whose statements run in a worker thread, results fetched there too.
+    ``sqlite3`` lets go of the GIL while a statement runs, so the event loop keeps serving.
+    A cancelled caller interrupts the statement and waits for the thread to let go of the
+    connection before the transaction ends (never two threads in one connection at once)."""
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
+        def run() -> Any:
+            return self._conn.execute(statement, parameters).freeze()
+
+        work = asyncio.ensure_future(asyncio.to_thread(run))
+        try:
+            frozen = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            driver: Any = self._conn.connection.driver_connection
+            driver.interrupt()
+            await asyncio.wait([work])
+            if not work.cancelled():
+                work.exception()  # the interrupted statement's error: seen, not logged as lost
+            raise
+        result: Result[Any] = frozen()
+        return result
+
+
 class Tx:
     """A write transaction in progress: its connection and what to do after commit."""
 
@@ -158,19 +184,21 @@ class Database:
                 log.exception("after-commit callback failed")
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[Conn]:
-        """A read-only transaction (a consistent snapshot for multi-statement reads)."""
-        async with self._transaction(write=False) as conn:
+    async def read(self, *, off_loop: bool = False) -> AsyncIterator[Conn]:
+        """A read-only transaction (a consistent snapshot for multi-statement reads).
+        ``off_loop``: its statements are long (aggregates over many rows); on SQLite they run
+        in a worker thread instead of holding up the event loop (PostgreSQL's never do)."""
+        async with self._transaction(write=False, off_loop=off_loop) as conn:
             yield conn
 
     @asynccontextmanager
-    async def _transaction(self, *, write: bool) -> AsyncIterator[Conn]:
+    async def _transaction(self, *, write: bool, off_loop: bool = False) -> AsyncIterator[Conn]:
         if self._sync_engine is not None:
             with self._sync_engine.connect() as sync_conn:
                 if write:
                     sync_conn.execution_options(runyard_immediate=True)
                 with sync_conn.begin():
-                    yield _InlineConn(sync_conn)
+                    yield _OffLoopConn(sync_conn) if off_loop else _InlineConn(sync_conn)
             return
         assert self._async_engine is not None
         async with self._async_engine.begin() as async_conn:

@@ -14,6 +14,7 @@ from runyard.container import Services
 from runyard.context import Caller
 from runyard.http.ratelimit import retry_after
 from runyard.llm.service import LlmService
+from runyard.observability.analytics import AnalyticsService
 from runyard.pipelines.service import PipelineService
 from runyard.problems import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from runyard.runners.service import RunnerService
@@ -162,6 +163,15 @@ async def _caller(request: Request) -> Caller:
     return caller
 
 
+async def _reader(request: Request) -> Caller:
+    """The caller of a read sent as a POST (what-if): a user endpoint's caller, but a viewer
+    key may call it too, since it changes nothing."""
+    caller = await _authenticated(request)
+    if caller.role == "runner":
+        raise Forbidden("a runner key reaches only the runner API")
+    return caller
+
+
 async def _metrics_reader(request: Request) -> None:
     """``/metrics`` is open unless ``RUNYARD_METRICS_REQUIRE_AUTH`` asks for a key."""
     if _services(request).settings.metrics_require_auth:
@@ -281,8 +291,13 @@ async def _llm(request: Request) -> LlmService:
     return _services(request).llm
 
 
+async def _analytics(request: Request) -> AnalyticsService:
+    return _services(request).analytics
+
+
 ServicesDep = Annotated[Services, Depends(_services_dep)]
 CallerDep = Annotated[Caller, Depends(_caller)]
+ReaderDep = Annotated[Caller, Depends(_reader)]
 AdminDep = Annotated[Caller, Depends(_admin)]
 MetricsReaderDep = Annotated[None, Depends(_metrics_reader)]
 TierChangerDep = Annotated[Caller | None, Depends(_tier_changer)]
@@ -297,3 +312,4 @@ RunnerServiceDep = Annotated[RunnerService, Depends(_runners)]
 ArtifactServiceDep = Annotated[ArtifactService, Depends(_artifacts)]
 WebhookServiceDep = Annotated[WebhookService, Depends(_webhooks)]
 LlmServiceDep = Annotated[LlmService, Depends(_llm)]
+AnalyticsServiceDep = Annotated[AnalyticsService, Depends(_analytics)]

@@ -1,4 +1,5 @@
-"""Opaque keyset cursors: ``(created_at, id)`` of the last item of a page."""
+"""Opaque keyset cursors: ``(created_at, id)`` — or another timestamp a list is ordered by —
+of the last item of a page."""
 
 import base64
 from datetime import datetime
@@ -35,10 +36,11 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 
 
 def page_of(
-    rows: list[dict[str, Any]], limit: int
+    rows: list[dict[str, Any]], limit: int, key: str = "created_at"
 ) -> tuple[list[dict[str, Any]], str | None, bool]:
-    """Split a ``limit + 1`` fetch into the page, its next cursor and ``has_more``."""
+    """Split a ``limit + 1`` fetch into the page, its next cursor and ``has_more``; ``key``
+    names the timestamp the list is ordered by (with ``id``)."""
     has_more = len(rows) > limit
     rows = rows[:limit]
-    cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if has_more else None
+    cursor = encode_cursor(rows[-1][key], rows[-1]["id"]) if has_more else None
     return rows, cursor, has_more
