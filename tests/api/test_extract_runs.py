@@ -250,6 +250,12 @@ async def test_the_extract_step_in_a_pipeline_of_ones_own(
     failed = await wait_for_status(client, missing["id"], "completed", "failed")
     assert failed["error"]["code"] == "document_not_found"
 
+    await make_pipeline(client, name="bare", steps=[{"name": "read", "uses": "extract"}])
+    bare = await make_run(client, "bare")
+    refused = await wait_for_status(client, bare["id"], "completed", "failed")
+    assert refused["error"]["code"] == "invalid_step"
+    assert "prompt_id, config_id, document_id" in refused["error"]["message"]
+
 
 async def test_a_replayed_extraction_runs_the_version_it_recorded(
     client: httpx.AsyncClient, model_server: FakeModelServer

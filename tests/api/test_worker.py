@@ -163,7 +163,7 @@ async def test_cancelling_a_running_step_stops_it(client: httpx.AsyncClient) -> 
 
 @pytest.mark.settings(worker_enabled=True)
 async def test_step_kinds_the_worker_cannot_run_fail_honestly(client: httpx.AsyncClient) -> None:
-    await make_pipeline(client, steps=[{"name": "gate", "uses": "extract"}])
+    await make_pipeline(client, steps=[{"name": "gate", "uses": "teleport"}])
     final = await finished(client, (await make_run(client))["id"])
     assert final["status"] == "failed"
     assert final["error"]["code"] == "unsupported_step" and final["error"]["step"] == "gate"

@@ -2,7 +2,7 @@
 (DESIGN §10, §15)."""
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -11,6 +11,7 @@ VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 MAX_TEMPLATE_CHARS = 100_000
 #: the most runs one evaluation may create (prompt versions x configs x documents)
 MAX_EVALUATION_RUNS = 1000
+Id = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class Page(BaseModel):
@@ -203,13 +204,13 @@ class EvaluationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, max_length=200)
-    prompt_versions: list[PromptVersionRef | str] = Field(
+    prompt_versions: list[PromptVersionRef | Id] = Field(
         min_length=1,
         max_length=MAX_EVALUATION_RUNS,
         description='`{"prompt_id", "version"?}` each, or a prompt id (its latest version).',
     )
-    config_ids: list[str] = Field(min_length=1, max_length=MAX_EVALUATION_RUNS)
-    document_ids: list[str] = Field(min_length=1, max_length=MAX_EVALUATION_RUNS)
+    config_ids: list[Id] = Field(min_length=1, max_length=MAX_EVALUATION_RUNS)
+    document_ids: list[Id] = Field(min_length=1, max_length=MAX_EVALUATION_RUNS)
     variables: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Values of the prompts' declared variables."
     )

@@ -109,9 +109,9 @@ async def _bundles(services: ServicesDep) -> BundleService:
         "requestBody": {
             "required": True,
             "content": {
-                "application/zip": {"schema": {"type": "string", "format": "binary"}},
-                "application/gzip": {"schema": {"type": "string", "format": "binary"}},
-                "application/x-tar": {"schema": {"type": "string", "format": "binary"}},
+                # application/zip, application/gzip and application/x-tar are read the same
+                # way: the format is known by the bytes
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",

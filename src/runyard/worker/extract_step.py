@@ -26,6 +26,7 @@ from runyard.worker.llm_step import AddUsage, ModelCalls, parse_json, schema_val
 from runyard.worker.steps import StepContext, StepFailed
 
 KEYS = ("prompt_id", "prompt_version", "config_id", "document_id", "variables")
+REQUIRED = ("prompt_id", "config_id", "document_id")
 
 
 class Jobs(Protocol):
@@ -44,6 +45,12 @@ async def run_extract(
     answer is in, so an answer that is not a JSON object still counts what it cost."""
     spec = {key: options.get(key, ctx.input.get(key)) for key in KEYS}
     spec = {key: value for key, value in spec.items() if value is not None}
+    missing = [key for key in REQUIRED if key not in spec]
+    if missing:
+        raise StepFailed(
+            "invalid_step",
+            f"an extract step needs {', '.join(missing)} (in `with` or the run input)",
+        )
     try:
         job = await jobs.job(workspace_id, spec)
         model = await calls.models.resolve(workspace_id, job.model_id)
