@@ -10,7 +10,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response, StreamingResponse
 
 from runyard.artifacts.service import ArtifactService
-from runyard.http.body import read_limited
+from runyard.http.body import form_file, read_limited
 from runyard.http.deps import ArtifactServiceDep, CallerDep, RunnerAuth, RunnerAuthDep
 from runyard.http.errors import problem_response, problem_responses, request_id_of
 from runyard.http.json_text import unstorable_text
@@ -46,12 +46,7 @@ async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
 async def _upload(
     run_id: str, form: FormData, auth: RunnerAuth, artifacts: ArtifactService
 ) -> dict[str, Any]:
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise InvalidInput(
-            "a multipart upload needs a `file` part",
-            errors=[{"loc": ["body", "file"], "msg": "Field required"}],
-        )
+    upload = form_file(form, "upload")
     try:
         metadata = orjson.loads(str(form.get("metadata") or "{}"))
     except orjson.JSONDecodeError as exc:

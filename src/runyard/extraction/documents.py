@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from runyard.audit.service import AuditService
 from runyard.clock import utcnow
 from runyard.context import Caller
-from runyard.db.engine import Conn, Database
+from runyard.db.engine import Database
 from runyard.extraction import repo
 from runyard.extraction.resources import document_resource, not_found
 from runyard.extraction.schemas import DocumentCreate, DocumentUpdate
@@ -103,10 +103,8 @@ class DocumentService:
                 limit=limit + 1,
                 after=after,
                 omit=("content",),
+                extra=(sa.func.length(documents.c.content).label("characters"),),
             )
-            lengths = await _lengths(conn, [r["id"] for r in rows])
-        for row in rows:
-            row["characters"] = lengths.get(row["id"], 0)
         items, next_cursor, has_more = page_of(rows, limit)
         return {
             "data": [document_resource(r) for r in items],
@@ -149,11 +147,3 @@ class DocumentService:
                 raise not_found("document", document_id, "document_not_found")
             await repo.delete(tx.conn, documents, document_id)
             await self.audit.record(tx, caller, "document.delete", "document", document_id)
-
-
-async def _lengths(conn: Conn, ids: list[str]) -> dict[str, int]:
-    if not ids:
-        return {}
-    c = documents.c
-    query = sa.select(c.id, sa.func.length(c.content).label("length")).where(c.id.in_(ids))
-    return {row.id: int(row.length) for row in (await conn.execute(query)).all()}

@@ -21,7 +21,7 @@ from runyard.extraction.schemas import (
     EvaluationCreate,
     PromptVersionRef,
 )
-from runyard.extraction.service import ExtractionService
+from runyard.extraction.service import ExtractionService, check_variables
 from runyard.extraction.tables import evaluation_runs, evaluations
 from runyard.http.pagination import decode_cursor, page_of
 from runyard.http.sse import KEEPALIVE, frame, retry_hint
@@ -94,7 +94,7 @@ class EvaluationService:
             await self.extraction.require_configs(tx.conn, caller, body.config_ids)
             await self.extraction.require_documents(tx.conn, caller, body.document_ids)
             for version in versions:
-                self.extraction.check_variables(version, body.variables)
+                check_variables(version, body.variables)
             row = {
                 "id": evaluation_id,
                 "workspace_id": caller.workspace_id,

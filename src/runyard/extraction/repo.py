@@ -49,10 +49,12 @@ async def page(
     limit: int,
     after: tuple[datetime, str] | None,
     omit: tuple[str, ...] = (),
+    extra: tuple[sa.ColumnElement[Any], ...] = (),
 ) -> list[dict[str, Any]]:
-    """Newest first, after the keyset cursor ``after``."""
+    """Newest first, after the keyset cursor ``after``: the table's columns but ``omit``,
+    and ``extra`` ones (labelled expressions)."""
     c = table.c
-    query = sa.select(*[column for column in c if column.name not in omit]).where(
+    query = sa.select(*[column for column in c if column.name not in omit], *extra).where(
         c.workspace_id == workspace_id
     )
     if after is not None:

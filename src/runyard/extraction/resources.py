@@ -106,7 +106,12 @@ def response_format(value: str | dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name, str) or re.fullmatch(SCHEMA_NAME, name) is None:
         raise InvalidInput(
             "response_format.json_schema.name is 1-64 letters, digits, _ or -",
-            errors=[{"loc": ["body", "response_format", "json_schema", "name"], "msg": "bad"}],
+            errors=[
+                {
+                    "loc": ["body", "response_format", "json_schema", "name"],
+                    "msg": "1-64 letters, digits, _ or -",
+                }
+            ],
         )
     normal: dict[str, Any] = {"name": name, "schema": schema}
     if isinstance(spec.get("strict"), bool):

@@ -5,7 +5,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from runyard.events.router import wants_event_stream
@@ -31,13 +30,20 @@ from runyard.extraction.schemas import (
     PromptVersionOut,
 )
 from runyard.extraction.service import ExtractionService
-from runyard.http.body import read_limited
+from runyard.http.body import (
+    MULTIPART_SLACK,
+    check_declared_length,
+    form_file,
+    read_file,
+    read_limited,
+    too_large,
+)
 from runyard.http.deps import CallerDep, ServicesDep
 from runyard.http.errors import problem_responses
 from runyard.http.pagination import MAX_LIMIT
 from runyard.http.responses import json_response
 from runyard.http.sse import EventSourceResponse
-from runyard.problems import BadRequest, InvalidInput, PayloadTooLarge
+from runyard.problems import InvalidInput
 
 router = APIRouter(tags=["evaluation"])
 PROMPTS = "/v1/prompts"
@@ -45,6 +51,7 @@ CONFIGS = "/v1/model-configs"
 DOCUMENTS = "/v1/documents"
 EVALUATIONS = "/v1/evaluations"
 Limit = Query(50, ge=1, le=MAX_LIMIT)
+TOO_LARGE = ("the document", "RUNYARD_DOCUMENT_MAX_BYTES")
 
 
 async def _extraction(services: ServicesDep) -> ExtractionService:
@@ -272,7 +279,7 @@ async def create_document(
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         return json_response(await _upload(request, caller, service), 201)
-    raw = await read_limited(request, service.max_bytes + 64 * 1024)
+    raw = await read_limited(request, service.max_bytes + MULTIPART_SLACK, *TOO_LARGE)
     try:
         body = DocumentCreate.model_validate_json(raw)
     except ValidationError as exc:
@@ -283,24 +290,15 @@ async def create_document(
             ],
         ) from exc
     if len(body.content.encode()) > service.max_bytes:
-        raise _too_large(service.max_bytes)
+        raise too_large(TOO_LARGE[0], service.max_bytes, TOO_LARGE[1])
     return json_response(await service.create_document(caller, body), 201)
 
 
 async def _upload(request: Request, caller: CallerDep, service: DocumentService) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > service.max_bytes + 2**20:
-        raise _too_large(service.max_bytes)
+    check_declared_length(request, service.max_bytes + MULTIPART_SLACK, *TOO_LARGE)
     async with request.form(max_files=1, max_fields=10) as form:  # closes the spooled file
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InvalidInput(
-                "a multipart document needs a `file` part",
-                errors=[{"loc": ["body", "file"], "msg": "Field required"}],
-            )
-        data = await upload.read(service.max_bytes + 1)
-        if len(data) > service.max_bytes:
-            raise _too_large(service.max_bytes)
+        upload = form_file(form, "document")
+        data = await read_file(upload, service.max_bytes, *TOO_LARGE)
         return await service.upload_document(
             caller,
             data,
@@ -317,24 +315,16 @@ def _ground_truth(value: Any) -> dict[str, Any] | None:
     try:
         parsed = orjson.loads(value if isinstance(value, str) else b"")
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(
+        raise InvalidInput(
             f"ground_truth is not JSON: {exc}",
-            code="invalid_input",
             errors=[{"loc": ["body", "ground_truth"], "msg": "not JSON"}],
         ) from exc
     if not isinstance(parsed, dict):
-        raise BadRequest(
+        raise InvalidInput(
             "ground_truth is a JSON object",
-            code="invalid_input",
             errors=[{"loc": ["body", "ground_truth"], "msg": "not a JSON object"}],
         )
     return parsed
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the document exceeds {limit} bytes (RUNYARD_DOCUMENT_MAX_BYTES)", limit=limit
-    )
 
 
 @router.get(

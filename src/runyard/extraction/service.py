@@ -303,10 +303,6 @@ class ExtractionService:
             if item_id not in found:
                 raise not_found("document", item_id, "document_not_found")
 
-    @staticmethod
-    def check_variables(version: dict[str, Any], given: dict[str, Any]) -> None:
-        check_variables(version, given)
-
     async def job(self, workspace_id: str, value: dict[str, Any]) -> ExtractionJob:
         """What an extraction of ``value`` (an extract input) executes; 404s as at create
         when something was deleted since."""

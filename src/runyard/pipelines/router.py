@@ -4,17 +4,21 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
-from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from runyard.http.body import read_limited
+from runyard.http.body import (
+    MULTIPART_SLACK,
+    check_declared_length,
+    form_file,
+    read_file,
+    read_limited,
+)
 from runyard.http.deps import CallerDep, PipelineServiceDep, ServicesDep
 from runyard.http.errors import problem_responses
 from runyard.http.pagination import MAX_LIMIT
 from runyard.http.responses import json_response
 from runyard.pipelines.bundles import BundleService
 from runyard.pipelines.schemas import PipelineCreate, PipelineList, PipelineOut, PipelineUpdate
-from runyard.problems import InvalidInput, PayloadTooLarge
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
 
@@ -94,6 +98,9 @@ class Bundle(BaseModel):
     uploaded_at: str
 
 
+TOO_LARGE = ("the bundle", "RUNYARD_BUNDLE_MAX_BYTES")
+
+
 async def _bundles(services: ServicesDep) -> BundleService:
     return services.bundles
 
@@ -130,28 +137,11 @@ async def upload_bundle(
     bundles: BundleService = Depends(_bundles),
 ) -> Response:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        declared = request.headers.get("content-length")
-        if (
-            declared is not None
-            and declared.isdigit()
-            and int(declared) > bundles.max_bytes + 2**16
-        ):
-            raise _too_large(bundles.max_bytes)
+        check_declared_length(request, bundles.max_bytes + MULTIPART_SLACK, *TOO_LARGE)
         async with request.form(max_files=1, max_fields=2) as form:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise InvalidInput(
-                    "a multipart bundle needs a `file` part",
-                    errors=[{"loc": ["body", "file"], "msg": "Field required"}],
-                )
-            data = await upload.read(bundles.max_bytes + 1)
+            data = await read_file(form_file(form, "bundle"), bundles.max_bytes, *TOO_LARGE)
     else:
-        try:
-            data = await read_limited(request, bundles.max_bytes)
-        except PayloadTooLarge as exc:
-            raise _too_large(bundles.max_bytes) from exc
-    if len(data) > bundles.max_bytes:
-        raise _too_large(bundles.max_bytes)
+        data = await read_limited(request, bundles.max_bytes, *TOO_LARGE)
     return json_response(await bundles.upload(caller, pipeline_ref, data), 201)
 
 
@@ -165,9 +155,3 @@ async def get_bundle(
     pipeline_ref: str, caller: CallerDep, bundles: BundleService = Depends(_bundles)
 ) -> Response:
     return json_response(await bundles.get(caller, pipeline_ref))
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the bundle exceeds {limit} bytes (RUNYARD_BUNDLE_MAX_BYTES)", limit=limit
-    )
