@@ -22,6 +22,9 @@ from runyard.app import create_app
 from runyard.settings import Settings
 
 POSTGRES_URL_VARIABLE = "RUNYARD_TEST_POSTGRES_URL"
+# environments built by tests never reach a package index: what they install is local
+os.environ["PIP_NO_INDEX"] = "1"
+os.environ["UV_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from runyard.artifacts.router import runner_router as artifact_uploads_router
 from runyard.audit.router import router as audit_router
 from runyard.auth.router import router as keys_router
 from runyard.auth.router import sessions_router
+from runyard.builds.router import pipeline_builds as pipeline_builds_router
+from runyard.builds.router import router as builds_router
 from runyard.container import Services
 from runyard.events.router import router as events_router
 from runyard.extraction.router import router as extraction_router
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         artifacts_router,
         artifact_uploads_router,
         pipelines_router,
+        pipeline_builds_router,
+        builds_router,
         operations_router,
         keys_router,
         sessions_router,

@@ -1,6 +1,7 @@
 """The services of one app, built by the lifespan and kept on ``app.state.services``."""
 
 import asyncio
+import functools
 import importlib
 import logging
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from runyard.auth.service import ApiKeyService
 from runyard.auth.sessions import SessionService
 from runyard.blobs import BlobStore, blobs_from_url
 from runyard.broker import Broker, broker_from_url
+from runyard.builds.service import BuildService
+from runyard.builds.specs import check_environment
 from runyard.db.engine import Database
 from runyard.db.migrate import upgrade
 from runyard.events.service import EventService
@@ -79,6 +82,7 @@ class Services:
     llm: LlmService = field(init=False)
     agents: AgentService = field(init=False)
     bundles: BundleService = field(init=False)
+    builds: BuildService = field(init=False)
     extraction: ExtractionService = field(init=False)
     documents: DocumentService = field(init=False)
     evaluations: EvaluationService = field(init=False)
@@ -105,7 +109,15 @@ class Services:
         )
         await workspaces.ensure_default()
         quotas = Quotas(db, workspaces)
-        pipelines = PipelineService(db, audit)
+        pipelines = PipelineService(
+            db,
+            audit,
+            functools.partial(
+                check_environment,
+                pythons=settings.build_pythons,
+                package_dirs=settings.build_package_dirs,
+            ),
+        )
         runs = RunService(db, broker, events, pipelines, audit, metrics, settings, quotas)
         tokens = RunnerTokens(load_secret(settings), timedelta(hours=settings.runner_token_hours))
         runners = RunnerService(db, broker, runs, tokens, settings)
@@ -125,7 +137,7 @@ class Services:
             runners,
             tokens,
             operations,
-            RunInsights(db, events),
+            RunInsights(db, events),  # its environment records are wired below
             blobs,
             artifacts,
             ApiKeyService(db, audit),
@@ -150,6 +162,9 @@ class Services:
             max_bytes=settings.bundle_max_bytes,
             max_unpacked_bytes=settings.bundle_max_unpacked_bytes,
         )
+        services.builds = BuildService(db, events, blobs, pipelines, audit, settings)
+        services.insights.environment = services.builds.environment_record
+        await services.builds.recover()
         services.extraction = ExtractionService(db, audit)
         runs.input_checks[EXTRACT_PIPELINE] = services.extraction.check_run_input
         services.documents = DocumentService(db, audit, settings.document_max_bytes)
@@ -188,6 +203,7 @@ class Services:
                     settings.model_retry_base_seconds,
                 ),
                 services.extraction,
+                services.builds,
             )
             services._clients.append(tools.http)
             worker = EmbeddedWorker(
@@ -211,6 +227,7 @@ class Services:
         A loop cancelled in the middle of a database connect may end with that connect's error
         (asyncpg's SSL negotiation reports the closed socket as a ``ConnectionError``) instead
         of ``CancelledError``: it is logged, and the shutdown goes on."""
+        await self.builds.close()
         for task in self._tasks:  # one at a time, in the order they were started
             task.cancel()
             try:

@@ -4,6 +4,7 @@ from runyard.agents import tables as _agents  # noqa: F401
 from runyard.artifacts import tables as _artifacts  # noqa: F401
 from runyard.audit import tables as _audit  # noqa: F401
 from runyard.auth import tables as _auth  # noqa: F401
+from runyard.builds import tables as _builds  # noqa: F401
 from runyard.db.base import metadata
 from runyard.events import tables as _events  # noqa: F401
 from runyard.extraction import tables as _extraction  # noqa: F401

@@ -5,7 +5,7 @@ a test keeps the two in step.
 """
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +71,30 @@ class Settings(BaseSettings):
         500 * 1024 * 1024,
         ge=1,
         description="Most bytes a pipeline bundle may unpack to (413 beyond).",
+    )
+    build_tool: Literal["auto", "uv", "pip"] = Field(
+        "auto",
+        description="What builds pipeline environments: `uv` (`uv venv` + `uv pip install`), "
+        "`pip` (`python -m venv` + pip), or `auto`: uv when it is on the `PATH`, else pip.",
+    )
+    build_pythons: list[str] = Field(
+        default_factory=list,
+        description="Interpreters environments may use, as paths or command names (a JSON "
+        "list). Default: the server's own and every `python3.N` on the `PATH`.",
+    )
+    build_package_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Server directories whose subdirectories an environment may name in "
+        "`packages` by absolute path (a JSON list). Default: none; only bundle paths.",
+    )
+    build_timeout_seconds: float = Field(
+        1800, gt=0, description="Longest a build may take before it fails."
+    )
+    build_keep_environments: int = Field(
+        20, ge=1, description="Most ready environments kept; the least recently used go first."
+    )
+    build_max_age_days: float = Field(
+        30, gt=0, description="Environments unused for longer are deleted after the next build."
     )
     document_max_bytes: int = Field(
         10 * 1024 * 1024,

@@ -83,6 +83,9 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
     )
     assert bundle.status_code == 201, bundle.text
     run = await make_run(client)
+    with_environment = await make_pipeline(client, name="with-env", environment={"env": {"A": "1"}})
+    build = await client.post(f"/v1/pipelines/{with_environment['id']}/builds", json={})
+    assert build.status_code == 201, build.text
     deliveries = await client.get(f"/v1/webhooks/{webhook.json()['id']}/deliveries")
     provider = await client.post(
         "/v1/llm-providers", json={"name": "a", "provider_type": "openai", "api_key": "sk-a"}
@@ -136,6 +139,7 @@ async def test_another_workspaces_objects_are_not_found_on_any_route(
         "config_id": config["id"],
         "document_id": document["id"],
         "evaluation_id": evaluation.json()["id"],
+        "build_id": build.json()["id"],
     }
     as_b = {
         "Authorization": f"Bearer {key_b['secret']}",

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from runyard.container import Services
 from runyard.events.service import NewEvent
-from runyard.events.streaming import StreamReader
+from runyard.events.streaming import TERMINAL_RUN_EVENTS, StreamReader
 from tests.support import (
     assert_problem,
     frames_of,
@@ -72,7 +72,7 @@ async def test_a_lagging_stream_of_a_deleted_run_ends(
         metrics=services.metrics,
         stream_id=run_id,
         after=0,
-        ends_with_run=True,
+        terminal=TERMINAL_RUN_EVENTS,
         run_status=status,
     )
     chunks = reader.frames()

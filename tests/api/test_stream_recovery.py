@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from runyard.container import Services
 from runyard.events.schemas import envelope_frame
 from runyard.events.service import NewEvent
-from runyard.events.streaming import StreamReader, pack
+from runyard.events.streaming import TERMINAL_RUN_EVENTS, StreamReader, pack
 from tests.support import frames_of, make_pipeline, make_run
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +37,7 @@ def _reader(services: Services, run_id: str, after: int = 0) -> StreamReader:
         metrics=services.metrics,
         stream_id=run_id,
         after=after,
-        ends_with_run=True,
+        terminal=TERMINAL_RUN_EVENTS,
     )
 
 

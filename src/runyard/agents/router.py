@@ -247,7 +247,7 @@ async def session_events(
             metrics=services.metrics,
             stream_id=session_id,
             after=after,
-            ends_with_run=False,
+            terminal={},
         )
         return EventSourceResponse(reader.frames())
     return await stored_events(

@@ -10,7 +10,7 @@ from runyard.container import Services
 from runyard.context import Caller
 from runyard.events.schemas import EventPage
 from runyard.events.service import EventService, dumps_line
-from runyard.events.streaming import StreamReader
+from runyard.events.streaming import TERMINAL_RUN_EVENTS, StreamReader
 from runyard.http.deps import CallerDep, RunServiceDep, ServicesDep
 from runyard.http.errors import problem_responses
 from runyard.http.responses import json_response
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/runs", tags=["events"])
 
 LOG_TYPES = ("log", "console.line")
 NDJSON = "application/x-ndjson"
-_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A page (JSON), NDJSON, or the SSE stream",
         "content": {"text/event-stream": {}, NDJSON: {}},
@@ -55,7 +55,7 @@ def sse_response(
         metrics=services.metrics,
         stream_id=run["id"],
         after=after,
-        ends_with_run=True,
+        terminal=TERMINAL_RUN_EVENTS,
         run_status=run_status,
     )
     return EventSourceResponse(reader.frames(), headers=headers)
@@ -86,7 +86,7 @@ async def ndjson_lines(
     "/{run_id}/events",
     response_model=EventPage,
     summary="A run's events: a page, NDJSON, or a live SSE stream",
-    responses={**problem_responses(400, 404), **_STREAM_RESPONSES},
+    responses={**problem_responses(400, 404), **STREAM_RESPONSES},
 )
 async def run_events(
     run_id: str,

@@ -13,7 +13,7 @@ Broker messages carry ready-made SSE frames for a contiguous range of sequences:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from runyard.events.schemas import envelope_frame
@@ -61,7 +61,9 @@ def _frames_after(frames: bytes, first: int, after: int) -> bytes:
 
 
 class StreamReader:
-    """One subscriber's view of one stream, from ``after`` on."""
+    """One subscriber's view of one stream, from ``after`` on. It ends after an event of a
+    ``terminal`` type (a run's or a build's end; none for a session), or when ``run_status``
+    (the status of what the stream is of) is one of the terminal statuses."""
 
     def __init__(
         self,
@@ -72,7 +74,7 @@ class StreamReader:
         metrics: Metrics,
         stream_id: str,
         after: int,
-        ends_with_run: bool,
+        terminal: Mapping[str, str],
         run_status: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self.events = events
@@ -81,7 +83,7 @@ class StreamReader:
         self.metrics = metrics
         self.stream_id = stream_id
         self.last = after
-        self.ends_with_run = ends_with_run
+        self.terminal = terminal  # the event types that end the stream, and their status
         self.run_status = run_status
         self.ended = False
 
@@ -154,7 +156,7 @@ class StreamReader:
         if self.ended or self.run_status is None:
             return
         status = await self.run_status()
-        if status is not None and status not in TERMINAL_RUN_EVENTS.values():
+        if status is not None and status not in self.terminal.values():
             return
         async for chunk in self._from_database():  # whatever committed in the meantime first
             yield chunk
@@ -187,10 +189,10 @@ class StreamReader:
         return b"".join(out)
 
     def _is_end(self, event_type: str) -> bool:
-        if self.ends_with_run and event_type in TERMINAL_RUN_EVENTS:
+        if event_type in self.terminal:
             self.ended = True
         return self.ended
 
     def _end_frame(self, event_type: str) -> bytes:
-        status = TERMINAL_RUN_EVENTS[event_type]
+        status = self.terminal[event_type]
         return frame("stream.end", {"status": status, "last_sequence": self.last})

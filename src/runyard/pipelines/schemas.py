@@ -4,6 +4,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from runyard.builds.specs import EnvironmentSpec
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 #: the longest timeout or expiry accepted (a leap year): bounds keep values storable
 MAX_SECONDS = 366 * 24 * 3600
@@ -35,7 +37,9 @@ class PipelineFields(BaseModel):
     input_schema: dict[str, Any] | None = Field(
         None, description="JSON Schema the run input is validated against."
     )
-    environment: dict[str, Any] | None = None
+    environment: EnvironmentSpec | None = Field(
+        None, description="What the steps need; builds make it (see docs/builds.md)."
+    )
     steps: list[StepSpec] = Field(default_factory=list)
     rollback_steps: list[StepSpec] | None = None
     max_attempts: int = Field(1, ge=1, le=100)
@@ -57,7 +61,7 @@ class PipelineUpdate(BaseModel):
     description: str | None = None
     executor: Executor | None = None
     input_schema: dict[str, Any] | None = None
-    environment: dict[str, Any] | None = None
+    environment: EnvironmentSpec | None = None
     steps: list[StepSpec] | None = None
     rollback_steps: list[StepSpec] | None = None
     max_attempts: int | None = Field(None, ge=1, le=100)

@@ -1,6 +1,7 @@
 """Pipelines: versioned definitions of how a run executes, and run-input validation."""
 
 import copy
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -114,10 +115,17 @@ def refuse_builtin(row: dict[str, Any]) -> None:
         )
 
 
+#: checks a pipeline's ``environment`` against its ``steps`` (400 when it cannot be built)
+EnvironmentCheck = Callable[[dict[str, Any] | None, list[dict[str, Any]]], Awaitable[None]]
+
+
 class PipelineService:
-    def __init__(self, db: Database, audit: AuditService) -> None:
+    def __init__(
+        self, db: Database, audit: AuditService, check_environment: EnvironmentCheck | None = None
+    ) -> None:
         self.db = db
         self.audit = audit
+        self.check_environment = check_environment
         self._specs: dict[tuple[str, int], dict[str, Any]] = {}
         self._builtins: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -127,13 +135,15 @@ class PipelineService:
                 f"{body.name!r} is a built-in pipeline of the server", code="builtin_pipeline"
             )
         _check_schema(body.input_schema)
+        spec = spec_of(body)
+        await self._check_environment(spec)
         now = utcnow()
         row: dict[str, Any] = {
             "id": new_id("pl"),
             "workspace_id": caller.workspace_id,
             "name": body.name,
             "version": 1,
-            "spec": spec_of(body),
+            "spec": spec,
             "created_at": now,
             "updated_at": now,
         }
@@ -242,6 +252,8 @@ class PipelineService:
             row = await self._find(tx.conn, caller.workspace_id, ref, for_update=True)
             refuse_builtin(row)
             row["spec"] = {**row["spec"], **changes}
+            if {"environment", "steps", "rollback_steps"} & changes.keys():
+                await self._check_environment(row["spec"])
             row["version"] += 1
             row["updated_at"] = utcnow()
             await repo.update(
@@ -271,6 +283,11 @@ class PipelineService:
             await self.audit.record(
                 tx, caller, "pipeline.delete", "pipeline", row["id"], {"name": row["name"]}
             )
+
+    async def _check_environment(self, spec: dict[str, Any]) -> None:
+        if self.check_environment is not None and spec.get("environment") is not None:
+            steps = [*spec.get("steps", []), *(spec.get("rollback_steps") or [])]
+            await self.check_environment(spec["environment"], steps)
 
     async def lock(self, tx: Tx, caller: Caller, ref: str) -> dict[str, Any]:
         """The pipeline's row, locked until ``tx`` ends (404 when there is none)."""

@@ -8,6 +8,8 @@ attempt (after a lost lease); their outputs feed the templates of later steps as
 import asyncio
 import contextlib
 import logging
+import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from typing import Any
 import httpx
 
 from runyard.artifacts.service import ArtifactService
+from runyard.builds.service import BuildFailed, BuildService, Environment
+from runyard.builds.specs import BUILD_STEP
 from runyard.pipelines.service import PipelineService
 from runyard.problems import DomainError, StaleLease
 from runyard.runners.push import Undeliverable, deliver
@@ -25,11 +29,20 @@ from runyard.worker.buffer import EventBuffer
 from runyard.worker.extract_step import Jobs, run_extract
 from runyard.worker.leased import SOURCE, LeasedExecution
 from runyard.worker.llm_step import ModelCalls, run_llm
-from runyard.worker.steps import StepContext, StepFailed, run_command, run_python
+from runyard.worker.steps import (
+    StepContext,
+    StepFailed,
+    StepPlace,
+    run_command,
+    run_python,
+    server_place,
+)
 from runyard.worker.templates import TemplateFailure, condition, render
 
 log = logging.getLogger(__name__)
 HTTP_STEP_POLL_SECONDS = 0.2
+#: the server's own virtualenv and paths, which a pipeline environment's steps must not see
+_SERVER_ONLY = ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH")
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,8 @@ class WorkerTools:
     model_calls: ModelCalls | None = None
     #: what ``extract`` steps read: prompts, configs, documents (None: unsupported)
     extraction: Jobs | None = None
+    #: makes the environments of pipelines that declare one (None: such runs fail)
+    builds: BuildService | None = None
 
 
 class RunExecution(LeasedExecution):
@@ -65,6 +80,8 @@ class RunExecution(LeasedExecution):
         self.collected: dict[str, tuple[int, int]] = {}
         self.work_dir = work_dir
         self.usage: dict[str, Any] = dict(run["usage"] or {})
+        self.environment: Environment | None = None
+        self.environment_vars: dict[str, str] = {}
 
     async def execute(self) -> None:
         self.buffer = EventBuffer(self._write_events)
@@ -113,8 +130,72 @@ class RunExecution(LeasedExecution):
             # a run that requires approval in a pipeline without a gate waits before step one
             steps.insert(0, {"name": "approval", "uses": "approval", "with": {"always": True}})
         done = {s["name"]: s for s in self.run["steps"] if s["status"] in ("completed", "skipped")}
+        if spec.get("environment") is not None:
+            failure = await self._prepare_environment(spec["environment"], BUILD_STEP in done)
+            if failure is not None:
+                return failure
+            assert self.tools.builds is not None and self.environment is not None
+            with self.tools.builds.using(self.environment):
+                return await self._run_steps(spec, steps, done)
+        return await self._run_steps(spec, steps, done)
+
+    async def _prepare_environment(
+        self, environment: dict[str, Any], prepared_before: bool
+    ) -> dict[str, Any] | None:
+        """The pipeline's environment, built first when missing (the step ``build``); the
+        run's failure when there can be none."""
+        if self.tools.builds is None:
+            error = {"code": "build_failed", "message": "this worker cannot build environments"}
+            return {"status": "failed", "error": {**error, "step": BUILD_STEP}}
+        if not prepared_before:
+            await self._record(BUILD_STEP, "running")
+        try:
+            prepared = await self.tools.builds.for_run(self.run, environment, self.buffer.put)
+        except BuildFailed as exc:
+            cause = exc.error
+            message = f"{cause.get('code')}: {cause.get('message')}"
+            await self._record(
+                BUILD_STEP,
+                "failed",
+                error={"code": "build_failed", "message": message, "build_id": exc.build_id},
+            )
+            return {
+                "status": "failed",
+                "error": {"code": "build_failed", "message": message, "step": BUILD_STEP},
+            }
+        if not prepared_before:
+            await self._record(BUILD_STEP, "completed", output=prepared.summary())
+        self.environment = prepared.environment
+        self.environment_vars = dict(environment.get("env") or {})
+        return None
+
+    def _place(self, name: str) -> StepPlace:
+        """Without an environment, the run's working directory in the server's environment;
+        with one, a working directory of the step's own and the environment's interpreter."""
+        env = self.environment
+        if env is None:
+            return server_place(self.work_dir)
+        cwd = self.work_dir / "steps" / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        cwd.mkdir(parents=True, exist_ok=True)
+        base = {k: v for k, v in os.environ.items() if k not in _SERVER_ONLY}
+        variables = {
+            **base,
+            "PATH": f"{env.interpreter.parent}{os.pathsep}{base.get('PATH', '')}",
+            "VIRTUAL_ENV": str(env.interpreter.parent.parent),
+            "PYTHONPATH": str(env.bundle_dir),
+            "RUNYARD_BUNDLE_DIR": str(env.bundle_dir),
+            "RUNYARD_ENVIRONMENT_KEY": env.key,
+            **self.environment_vars,
+        }
+        return StepPlace(cwd=cwd, env=variables, python=str(env.interpreter))
+
+    async def _run_steps(
+        self, spec: dict[str, Any], steps: list[dict[str, Any]], done: dict[str, Any]
+    ) -> dict[str, Any] | None:
         outputs: dict[str, Any] = {
-            name: {"output": s["output"], "status": s["status"]} for name, s in done.items()
+            name: {"output": s["output"], "status": s["status"]}
+            for name, s in done.items()
+            if name != BUILD_STEP or spec.get("environment") is None
         }
         for step in steps:
             name = step["name"]
@@ -199,9 +280,7 @@ class RunExecution(LeasedExecution):
                     await self._record(name, "completed", output=output)
                 return output
             if not failure.recorded:
-                await self._record(
-                    name, "failed", error={"code": failure.code, "message": failure.message}
-                )
+                await self._record(name, "failed", error=failure.error())
             if attempt == retries:
                 raise failure
         raise AssertionError("unreachable")  # pragma: no cover
@@ -219,9 +298,9 @@ class RunExecution(LeasedExecution):
             buffer=self.buffer,
         )
         if uses == "command":
-            return await run_command(options, ctx, self.work_dir)
+            return await run_command(options, ctx, self._place(name))
         if uses == "python":
-            return await run_python(options, ctx)
+            return await run_python(options, ctx, self._place(name))
         if uses == "http":
             return await self._http_step(name, options, attempt)
         if uses == "llm" and self.tools.model_calls is not None:
