@@ -3,10 +3,11 @@
 The bare app is measured first, then Runyard, each on a fresh data directory and port, with
 the same load specs.  The runner-protocol benchmarks (claim latency, runner throughput) and
 SSE run against Runyard only.  Agent token latency (``agents``) gets a Runyard server of its
-own, started last, with the embedded worker on (it executes the agent turns); so does each
-database of the observability benchmark (``observability``: SQLite, then PostgreSQL).  A failure
-inside one benchmark is recorded and the suite moves on; a server that does not start blocks
-only its own rows.
+own, started last, with the embedded worker on (it executes the agent turns); so do builds
+(``builds``: the worker builds environments and runs steps in them, ``RUNYARD_BUILD_TOOL=pip``)
+and each database of the observability benchmark (``observability``: SQLite, then
+PostgreSQL).  A failure inside one benchmark is recorded and the suite moves on; a server that
+does not start blocks only its own rows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from benchmarks import (
     apis,
     bench_agents,
+    bench_builds,
     bench_claim,
     bench_compare,
     bench_http,
@@ -47,6 +49,7 @@ BENCHMARKS = (
     "agents",
     "compare",
     "observability",
+    "builds",
 )
 LOAD_KEYS = ("create1", "create32", "get32", "ingest", "rss")
 LoadBench = Callable[..., tuple[LoadResult, float]]
@@ -110,6 +113,14 @@ class Options:
     def observability_samples(self) -> int:
         return 10 if self.quick else 50
 
+    @property
+    def build_samples(self) -> int:
+        return 1 if self.quick else 3
+
+    @property
+    def build_runs(self) -> int:
+        return 10 if self.quick else 30
+
 
 @dataclass
 class Measurements:
@@ -141,6 +152,8 @@ class SuiteResult:
     observability: list[bench_observability.ObservabilityResult] = field(default_factory=list)
     #: database -> why it was not measured
     observability_errors: dict[str, str] = field(default_factory=dict)
+    builds: bench_builds.BuildsResult | None = None
+    builds_error: str | None = None
 
 
 def _attempt(m: Measurements, key: str, action: Callable[[], None]) -> None:
@@ -303,6 +316,31 @@ def _agents(result: SuiteResult, opts: Options, data_dir: Path) -> None:
         server.stop()
 
 
+def _builds(result: SuiteResult, opts: Options, data_dir: Path) -> None:
+    """Build time and a ready environment's run start, on a fresh server with its worker."""
+    _progress(
+        f"starting runyard with its worker (pip builds): builds ({opts.build_samples} fresh "
+        f"builds, {opts.build_runs} runs per pipeline)"
+    )
+    port = servers.free_port(opts.host)
+    argv = servers.runyard_argv(opts.runyard_bin, opts.host, port, data_dir, worker=True)
+    env = {"RUNYARD_BUILD_TOOL": "pip"}
+    try:
+        server = servers.start_server("runyard-builds", argv, data_dir, opts.host, port, env=env)
+    except servers.ServerError as exc:
+        result.builds_error = f"server did not start: {str(exc).splitlines()[0]}"
+        return
+    try:
+        result.builds = bench_builds.bench_builds(
+            server, opts.headers, opts.build_samples, opts.build_runs
+        )
+    except Exception as exc:
+        result.builds_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+        traceback.print_exc()
+    finally:
+        server.stop()
+
+
 def _observability(result: SuiteResult, opts: Options, data_dir: Path) -> None:
     """Observability latency at 100k runs, on a fresh server per database."""
     for database in ("sqlite", "postgres"):
@@ -349,7 +387,7 @@ def run_suite(opts: Options) -> SuiteResult:
             except servers.ServerError as exc:
                 reason = f"bare app did not start: {str(exc).splitlines()[0]}"
                 result.bare = Measurements("bare", errors=dict.fromkeys(LOAD_KEYS, reason))
-        if result.blocked is None and opts.only - {"agents", "observability"}:
+        if result.blocked is None and opts.only - {"agents", "observability", "builds"}:
             port = servers.free_port(opts.host)
             data_dir = Path(tmp, opts.target)
             argv = servers.runyard_argv(opts.runyard_bin, opts.host, port, data_dir)
@@ -361,6 +399,8 @@ def run_suite(opts: Options) -> SuiteResult:
                 result.blocked = str(exc)
         if result.blocked is None and "agents" in opts.only:
             _agents(result, opts, Path(tmp, "agents"))
+        if result.blocked is None and "builds" in opts.only:
+            _builds(result, opts, Path(tmp, "builds"))
         if result.blocked is None and "observability" in opts.only:
             _observability(result, opts, Path(tmp, "observability"))
     result.seconds = time.perf_counter() - started

@@ -7,6 +7,7 @@ flagged "client-bound": the number is then a floor, not the server's limit.
 
 from __future__ import annotations
 
+from benchmarks.bench_builds import builds_rows
 from benchmarks.bench_compare import compare_rows
 from benchmarks.bench_observability import observability_rows
 from benchmarks.bench_sse import SseResult
@@ -234,4 +235,9 @@ def build_rows(result: SuiteResult, opts: Options) -> list[Row]:
             f"not run: {result.blocked.splitlines()[0]}" if result.blocked else "not measured"
         )
         rows.extend(agents_rows(result.agents, why))
+    if "builds" in opts.only:
+        why = result.builds_error or (
+            f"not run: {result.blocked.splitlines()[0]}" if result.blocked else "not measured"
+        )
+        rows.extend(builds_rows(result.builds, why))
     return rows

@@ -7,7 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
+from runyard.app import create_app
+from runyard.builds import repo as build_repo
 from runyard.settings import Settings
 from tests.build_support import GREETER, make_built_pipeline
 from tests.bundle_support import zip_of
@@ -40,6 +43,16 @@ async def start_build(client: httpx.AsyncClient, pipeline_id: str, **body: Any) 
 def environment_dirs(settings: Settings) -> list[Path]:
     root = Path(settings.data_dir) / "environments"
     return sorted(build for key in root.iterdir() for build in key.iterdir())
+
+
+async def settled_dirs(settings: Settings, count: int) -> list[Path]:
+    """The environment directories once there are ``count``: a build reports ``ready``, then
+    deletes what it replaced and collects old ones."""
+    for _ in range(100):
+        if len(found := environment_dirs(settings)) == count:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{environment_dirs(settings)} are not {count} directories")
 
 
 @pytest.mark.settings(build_tool="pip")
@@ -158,7 +171,7 @@ async def test_a_second_pipeline_with_an_identical_spec_reuses_the_environment(
     )
     assert forced["status"] == "ready" and forced["reused"] is False
     await wait_for_build(client, other["id"])
-    assert len(environment_dirs(settings)) == 2  # the forced build replaced the first
+    await settled_dirs(settings, 2)  # the forced build replaced the first
 
 
 @pytest.mark.settings(build_tool="pip")
@@ -275,9 +288,66 @@ async def test_old_environments_are_collected_and_a_server_directory_can_be_a_pa
     two = await wait_for_build(client, (await start_build(client, second["id"]))["id"])
     assert two["status"] == "ready", two["error"]
     # only the newest is kept: the first's files are gone, and a build of it starts over
-    (kept,) = environment_dirs(settings)
+    (kept,) = await settled_dirs(settings, 1)
     assert kept.parent.name == two["environment_key"]
     assert not list(greeter.glob("*.egg-info"))  # built from a copy: the directory is untouched
     rebuilt = await start_build(client, first["id"])
     assert rebuilt["status"] == "queued" and rebuilt["reused"] is False
     assert (await wait_for_build(client, rebuilt["id"]))["status"] == "ready"
+
+
+#: a package whose build hangs: setuptools runs its setup.py
+SLOW = {
+    "slow/setup.py": b"import time\ntime.sleep(60)\nfrom setuptools import setup\nsetup()\n",
+    "slow/pyproject.toml": b'[project]\nname = "slow"\nversion = "0"\n',
+}
+
+
+@pytest.mark.settings(build_tool="pip")
+async def test_a_cancelled_build_stops_at_once_and_leaves_nothing(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    pipeline = await make_built_pipeline(
+        client, environment={"packages": ["slow"]}, bundle=zip_of(SLOW)
+    )
+    build = await start_build(client, pipeline["id"])
+    for _ in range(300):  # until the package's build has started
+        lines = [e["data"].get("text", "") for e in await events_of(client, build["links"]["self"])]
+        if any("build_wheel" in line for line in lines):
+            break
+        await asyncio.sleep(0.1)
+    cancelled = await client.post(f"/v1/builds/{build['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["result"] == "cancelled"
+    assert cancelled.json()["build"]["status"] == "cancelled"
+    frames = await read_until_end(client, f"/v1/builds/{build['id']}/events?stream=true")
+    assert [f.event for f in frames[-2:]] == ["build.cancelled", "stream.end"]
+    assert frames[-1].data["status"] == "cancelled"
+    assert environment_dirs(settings) == []
+    again = await client.post(f"/v1/builds/{build['id']}/cancel")
+    assert again.json()["result"] == "already_finished"
+
+
+@pytest.mark.settings(build_tool="pip")
+async def test_builds_a_stopped_server_was_running_end_cancelled(settings: Settings) -> None:
+    async def client_of(app: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+    app = create_app(settings)
+    async with LifespanManager(app), await client_of(app) as client:
+        pipeline = await make_built_pipeline(
+            client, environment={"packages": ["slow"]}, bundle=zip_of(SLOW)
+        )
+        stopped = await start_build(client, pipeline["id"])
+        crashed = await start_build(client, pipeline["id"])  # waits behind the first
+    # the shutdown cancelled both; make the second look like one a crash left behind
+    async with app.state.services.db.write() as tx:
+        await build_repo.update(tx.conn, crashed["id"], {"status": "building"})
+    again = create_app(settings)
+    async with LifespanManager(again), await client_of(again) as client:
+        first = (await client.get(f"/v1/builds/{stopped['id']}")).json()
+        assert (first["status"], first["error"]["code"]) == ("cancelled", "cancelled")
+        second = (await client.get(f"/v1/builds/{crashed['id']}")).json()
+        assert (second["status"], second["error"]["code"]) == ("cancelled", "interrupted")
+        types = [e["type"] for e in await events_of(client, f"/v1/builds/{crashed['id']}")]
+        assert types[-1] == "build.cancelled"

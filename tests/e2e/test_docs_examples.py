@@ -36,6 +36,17 @@ def _write_files(doc: str, cwd: Path) -> None:
             (cwd / first.removeprefix("# ")).write_text(block)
 
 
+def assert_documented_output(stdout: str, doc: str) -> None:
+    """Every ``# `` comment line of the doc's bash blocks is a line the script printed, in
+    the doc's order."""
+    blocks = re.findall(r"```bash\n(.*?)```", (DOCS / doc).read_text(), flags=re.S)
+    documented = [line[2:] for block in blocks for line in block.splitlines() if line[:2] == "# "]
+    assert documented, "the walk-through lost its printed lines"
+    printed = iter(stdout.splitlines())
+    for line in documented:
+        assert any(out == line for out in printed), f"not printed (in order): {line}\n{stdout}"
+
+
 def run_doc(
     server: str, doc: str, cwd: Path, env_extra: dict[str, str] | None = None
 ) -> tuple[str, str]:
@@ -105,6 +116,15 @@ def test_the_pipeline_walk_through_runs_as_documented(server: str, tmp_path: Pat
     ]
     assert "[stdout] test testing 2.1.0" in stdout
     assert "[stdout] tag tagged" in stdout
+
+
+@pytest.mark.with_worker
+def test_the_builds_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:
+    stdout, run_id = run_doc(server, "builds.md", tmp_path)
+    assert_documented_output(stdout, "builds.md")
+    run = httpx.get(f"{server}/v1/runs/{run_id}").json()
+    assert run["status"] == "completed", run["error"]
+    assert run["output"]["hello"] == {"greeting": "Hello, Ada"}
 
 
 def test_the_auth_walk_through_runs_as_documented(server: str, tmp_path: Path) -> None:

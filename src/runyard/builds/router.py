@@ -7,7 +7,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from runyard.builds.service import TERMINAL, BuildNotFound, BuildService
+from runyard.builds.resources import TERMINAL, BuildNotFound
+from runyard.builds.service import BuildService
 from runyard.context import Caller
 from runyard.events.router import STREAM_RESPONSES, resume_point, stored_events, wants_event_stream
 from runyard.events.schemas import EventPage
@@ -148,7 +149,7 @@ async def get_build(
     "/{build_id}/cancel",
     response_model=BuildCancelled,
     summary="Cancel a queued or running build",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 409),
 )
 async def cancel_build(
     build_id: str, caller: CallerDep, builds: BuildService = Depends(_builds)

@@ -18,11 +18,9 @@ environments carry the data directory's node id: each server builds its own.
 import asyncio
 import contextlib
 import logging
-import secrets
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,15 @@ from runyard.audit.service import AuditService
 from runyard.blobs import BlobStore
 from runyard.builds import repo
 from runyard.builds.builder import BuildError, Recipe, build, choose_tool
+from runyard.builds.resources import (
+    TERMINAL,
+    BuildFailed,
+    BuildNotFound,
+    Environment,
+    Prepared,
+    build_resource,
+    load_node_id,
+)
 from runyard.builds.specs import (
     EnvironmentSpec,
     directory_fingerprint,
@@ -38,103 +45,20 @@ from runyard.builds.specs import (
     interpreters,
     server_version,
 )
-from runyard.clock import isoformat, ms_between, utcnow
+from runyard.clock import ms_between, utcnow
 from runyard.context import Caller
 from runyard.db.engine import Conn, Database, Tx
 from runyard.events.service import EventService, NewEvent
 from runyard.http.pagination import decode_cursor, page_of
 from runyard.ids import new_id
 from runyard.pipelines.service import PipelineService
-from runyard.problems import Conflict, DomainError, NotFound
+from runyard.problems import Conflict, DomainError
 from runyard.settings import Settings
 from runyard.worker.buffer import EventBuffer
 
 log = logging.getLogger(__name__)
 
-TERMINAL = {"build.completed": "ready", "build.failed": "failed", "build.cancelled": "cancelled"}
 FOLLOW_POLL_SECONDS = 0.2
-
-
-def build_resource(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "build",
-        "workspace_id": row["workspace_id"],
-        "pipeline_id": row["pipeline_id"],
-        "pipeline_version": row["pipeline_version"],
-        "environment_key": row["environment_key"],
-        "status": row["status"],
-        "reused": row["reused"],
-        "force": row["force"],
-        "run_id": row["run_id"],
-        "created_by": row["created_by"],
-        "created_at": isoformat(row["created_at"]),
-        "started_at": isoformat(row["started_at"]),
-        "completed_at": isoformat(row["completed_at"]),
-        "duration_ms": ms_between(row["started_at"], row["completed_at"]),
-        "error": row["error"],
-        "links": {"self": f"/v1/builds/{row['id']}", "events": f"/v1/builds/{row['id']}/events"},
-    }
-
-
-class BuildNotFound(NotFound):
-    code = "build_not_found"
-
-
-class BuildFailed(Exception):
-    """A run's environment could not be made; ``error`` is the build's."""
-
-    def __init__(self, error: dict[str, Any], build_id: str | None) -> None:
-        super().__init__(error.get("message"))
-        self.error = error
-        self.build_id = build_id
-
-
-@dataclass(frozen=True)
-class Environment:
-    """A ready environment as steps use it."""
-
-    key: str
-    path: Path
-    python: str  # full version
-    build_id: str
-    build_duration_ms: int
-
-    @property
-    def interpreter(self) -> Path:
-        return self.path / "venv" / "bin" / "python"
-
-    @property
-    def bundle_dir(self) -> Path:
-        return self.path / "bundle"
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What a run got: the environment, and the build that made it for this run (or None)."""
-
-    environment: Environment
-    reused: bool
-    build: dict[str, Any] | None
-
-    def summary(self) -> dict[str, Any]:
-        env = self.environment
-        return {
-            "environment_key": env.key,
-            "reused": self.reused,
-            "build_id": self.build["id"] if self.build else env.build_id,
-            "build_duration_ms": env.build_duration_ms,
-            "python": env.python,
-            "interpreter": str(env.interpreter),
-        }
-
-
-def load_node_id(data_dir: Path) -> str:
-    """This data directory's id (made on first use): whose disk an environment is on."""
-    path = data_dir / "node.id"
-    if not path.exists():
-        path.write_text(f"node_{secrets.token_hex(8)}\n")
-    return path.read_text().strip()
 
 
 class BuildService:
@@ -164,6 +88,7 @@ class BuildService:
 
     async def start(self, caller: Caller, ref: str, *, force: bool, wait: bool) -> dict[str, Any]:
         """A new build of the pipeline's environment (ready at once when it exists)."""
+        await interpreters(self.settings.build_pythons)  # found before the write, not in it
         async with self.db.write() as tx:
             pipeline = await self.pipelines.lock(tx, caller, ref)
             environment = pipeline["spec"].get("environment")
@@ -214,6 +139,11 @@ class BuildService:
         """Stop a queued or building build of this server; a finished one stays as it is."""
         build = await self.get(caller, build_id)
         task = self.tasks.get(build_id)
+        if task is None and build["status"] in repo.ACTIVE:
+            raise Conflict(
+                f"build {build_id} is {build['status']} on another server; cancel it there",
+                code="build_elsewhere",
+            )
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

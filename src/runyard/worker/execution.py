@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from runyard.artifacts.service import ArtifactService
-from runyard.builds.service import BuildFailed, BuildService, Environment
+from runyard.builds.resources import BuildFailed, Environment
+from runyard.builds.service import BuildService
 from runyard.builds.specs import BUILD_STEP
 from runyard.pipelines.service import PipelineService
 from runyard.problems import DomainError, StaleLease
