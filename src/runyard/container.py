@@ -18,7 +18,7 @@ from runyard.auth.sessions import SessionService
 from runyard.blobs import BlobStore, blobs_from_url
 from runyard.broker import Broker, broker_from_url
 from runyard.builds.service import BuildService
-from runyard.builds.specs import check_environment, interpreters
+from runyard.builds.specs import check_environment
 from runyard.db.engine import Database
 from runyard.db.migrate import upgrade
 from runyard.events.service import EventService
@@ -163,8 +163,7 @@ class Services:
             max_unpacked_bytes=settings.bundle_max_unpacked_bytes,
         )
         services.builds = BuildService(db, events, blobs, pipelines, audit, settings)
-        # asking each interpreter its version takes a second or more: not in the first request
-        services._tasks.append(asyncio.create_task(_find_interpreters(settings)))
+        services.builds.warm_up()
         services.insights.environment = services.builds.environment_record
         await services.builds.recover()
         services.extraction = ExtractionService(db, audit)
@@ -252,13 +251,6 @@ PURGE_SECONDS = 300.0
 async def _import_model_clients() -> None:
     for module in ("runyard.llm.openai_client", "runyard.llm.anthropic_client"):
         await asyncio.to_thread(importlib.import_module, module)
-
-
-async def _find_interpreters(settings: Settings) -> None:
-    try:
-        await interpreters(settings.build_pythons)
-    except Exception:
-        log.exception("finding the interpreters environments may use failed")
 
 
 async def _purge_forever(store: IdempotencyStore) -> None:

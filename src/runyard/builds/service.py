@@ -83,6 +83,7 @@ class BuildService:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._holders: dict[str, str] = {}  # key -> the build holding its lock
         self._in_use: Counter[str] = Counter()  # environment path -> steps using it
+        self._warming: asyncio.Task[Any] | None = None
 
     # --- the API ---
 
@@ -592,9 +593,22 @@ class BuildService:
             error = {"code": "interrupted", "message": "the server stopped during the build"}
             await self._finish(row, "cancelled", error=error)
 
+    def warm_up(self) -> None:
+        """Find the interpreters now (asking each takes a second or more), not in the first
+        request that needs them."""
+        self._warming = asyncio.create_task(interpreters(self.settings.build_pythons))
+        self._warming.add_done_callback(_log_failure)
+
     async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         for task in list(self.tasks.values()):
             task.cancel()
         for task in list(self.tasks.values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("finding the interpreters environments may use failed: %r", task.exception())

@@ -22,7 +22,10 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -72,42 +75,49 @@ _PROBE = (
     "import sys, venv, ensurepip; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"
 )
 _found: dict[tuple[str, ...], dict[str, Interpreter]] = {}
+_finding = threading.Lock()
 
 
 async def interpreters(configured: list[str]) -> dict[str, Interpreter]:
     """The interpreters environments may use, by ``3.N`` version: ``configured`` (paths or
     command names), else the server's own and every ``python3.N`` on the ``PATH``. Each is
-    asked for its version (and whether it has ``venv``); found once per process."""
+    asked for its version (and whether it has ``venv``), once per process: in a thread that
+    finishes and remembers the answer even when the caller stops waiting."""
     candidates = tuple(configured) or (
         sys.executable,
         *(found for n in range(6, 21) if (found := shutil.which(f"python3.{n}"))),
     )
-    if candidates not in _found:
-        probed = await asyncio.gather(*(_probe(c) for c in candidates))
-        by_version: dict[str, Interpreter] = {}
-        for interpreter in probed:
-            if interpreter is not None:
-                by_version.setdefault(interpreter.version, interpreter)
-        _found[candidates] = by_version
-    return _found[candidates]
+    if candidates in _found:
+        return _found[candidates]
+    return await asyncio.to_thread(_find, candidates)
 
 
-async def _probe(command: str) -> Interpreter | None:
+def _find(candidates: tuple[str, ...]) -> dict[str, Interpreter]:
+    with _finding:
+        if candidates not in _found:
+            with ThreadPoolExecutor(len(candidates)) as pool:
+                probed = list(pool.map(_probe, candidates))
+            by_version: dict[str, Interpreter] = {}
+            for interpreter in probed:
+                if interpreter is not None:
+                    by_version.setdefault(interpreter.version, interpreter)
+            _found[candidates] = by_version
+        return _found[candidates]
+
+
+def _probe(command: str) -> Interpreter | None:
     try:
-        process = await asyncio.create_subprocess_exec(
-            command,
-            "-c",
-            _PROBE,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+        done = subprocess.run(
+            [command, "-c", _PROBE],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=15,
+            check=False,
         )
-        async with asyncio.timeout(15):
-            out, _ = await process.communicate()
-    except (OSError, TimeoutError):
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    lines = out.decode(errors="replace").split()
-    if process.returncode != 0 or len(lines) != 2:
+    lines = done.stdout.decode(errors="replace").split()
+    if done.returncode != 0 or len(lines) != 2:
         return None
     full, path = lines
     return Interpreter(version=".".join(full.split(".")[:2]), full_version=full, path=path)
