@@ -6,6 +6,7 @@ service records it as ready only after :func:`build` returns, and deletes the di
 it raises, so no later run ever uses half an environment.
 """
 
+import asyncio
 import importlib.util
 import io
 import os
@@ -90,12 +91,15 @@ async def build(
     """Make the environment in ``target`` (which must not exist); its manifest."""
     target.mkdir(parents=True)  # noqa: ASYNC240 (one directory, no waiting)
     spec = recipe.spec
-    if bundle is not None and recipe.bundle is not None:
-        unpack(bundle, recipe.bundle["format"], target / "bundle")
+    if bundle is not None and recipe.bundle is not None:  # up to hundreds of MiB: not on the loop
+        await asyncio.to_thread(unpack, bundle, recipe.bundle["format"], target / "bundle")
         lines("stdout", f"unpacked bundle {recipe.bundle['sha256'][:12]} into the environment")
     else:
         (target / "bundle").mkdir()
-    packages = [_package_source(package, target, n) for n, package in enumerate(spec.packages)]
+    packages = [
+        await asyncio.to_thread(_package_source, package, target, n)
+        for n, package in enumerate(spec.packages)
+    ]
     python = str(venv_python(target))
     venv = str(target / "venv")
     interpreter = recipe.interpreter.path
