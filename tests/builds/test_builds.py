@@ -2,6 +2,9 @@
 from the pipeline's bundle, made into a wheel by the server's setuptools and installed."""
 
 import asyncio
+import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +354,23 @@ async def test_builds_a_stopped_server_was_running_end_cancelled(settings: Setti
         assert (second["status"], second["error"]["code"]) == ("cancelled", "interrupted")
         types = [e["type"] for e in await events_of(client, f"/v1/builds/{crashed['id']}")]
         assert types[-1] == "build.cancelled"
+
+
+@pytest.mark.settings(build_tool="uv", worker_enabled=True)
+async def test_uv_builds_the_environment_when_it_is_there(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    await make_built_pipeline(client)
+    run = await make_run(client, pipeline="greet", input={"name": "Ada"})
+    final = await wait_for_status(client, run["id"], *FINISHED, seconds=120)
+    assert final["status"] == "completed", final["error"]
+    assert final["output"]["greet"]["greeting"] == "Hello, Ada"
+    lines = [
+        e["data"]["text"]
+        for e in await events_of(client, f"/v1/runs/{run['id']}")
+        if e["type"] == "console.line" and e["step"] == "build"
+    ]
+    uv = shutil.which("uv")
+    assert any(line.startswith(f"$ {uv} venv --python") for line in lines), lines
+    assert any(line.startswith(f"$ {uv} pip install --python") for line in lines), lines
