@@ -51,19 +51,13 @@ class Recipe:
     bundle: dict[str, Any] | None  # the pipeline's bundle row (sha256, format, storage_key)
 
 
-@dataclass(frozen=True)
-class Tool:
-    name: str  # "uv" | "pip"
-    uv: str | None = None  # uv's path
-
-
-def choose_tool(setting: str) -> Tool:
+def find_uv(setting: str) -> str | None:
+    """uv's path when builds use it (``RUNYARD_BUILD_TOOL``: uv, or auto and uv is on the
+    ``PATH``), else None: venv and pip."""
     uv = shutil.which("uv")
-    if setting == "uv" or (setting == "auto" and uv):
-        if not uv:
-            raise BuildError("uv_not_found", "RUNYARD_BUILD_TOOL is uv, but uv is not on the PATH")
-        return Tool("uv", uv)
-    return Tool("pip")
+    if setting == "uv" and not uv:
+        raise BuildError("uv_not_found", "RUNYARD_BUILD_TOOL is uv, but uv is not on the PATH")
+    return uv if setting in ("uv", "auto") else None
 
 
 PIP_OPTIONS = ("--disable-pip-version-check", "--no-input")
@@ -85,7 +79,7 @@ async def build(
     target: Path,
     *,
     bundle: bytes | None,
-    tool: Tool,
+    uv: str | None,
     lines: Lines,
 ) -> dict[str, Any]:
     """Make the environment in ``target`` (which must not exist); its manifest."""
@@ -104,21 +98,21 @@ async def build(
     venv = str(target / "venv")
     interpreter = recipe.interpreter.path
     env = _build_env()
-    if tool.uv is not None:
-        await _step(["uv", "venv", "--python", interpreter, venv], tool, target, env, lines)
-        install = ["uv", "pip", "install", "--python", python]
+    if uv is not None:
+        await _step([uv, "venv", "--python", interpreter, venv], target, env, lines)
+        install = [uv, "pip", "install", "--python", python]
     elif _server_pip_serves(recipe.interpreter):
         # the server's pip installs into the environment: no pip of its own to set up there
         # (seconds saved per build)
-        await _step([interpreter, "-m", "venv", "--without-pip", venv], tool, target, env, lines)
+        await _step([interpreter, "-m", "venv", "--without-pip", venv], target, env, lines)
         install = [sys.executable, "-m", "pip", "--python", python, "install", *PIP_OPTIONS]
     else:
-        await _step([interpreter, "-m", "venv", venv], tool, target, env, lines)
+        await _step([interpreter, "-m", "venv", venv], target, env, lines)
         install = [python, "-m", "pip", "install", *PIP_OPTIONS]
     if spec.requirements:
-        await _step([*install, *spec.requirements], tool, target, env, lines)
+        await _step([*install, *spec.requirements], target, env, lines)
     if packages:
-        await _install_local(packages, target, install, tool, env, lines)
+        await _install_local(packages, target, install, env, lines)
     listed: list[str] = []
     code = await run_process(
         [python, "-c", _LIST_PACKAGES],
@@ -137,13 +131,12 @@ async def build(
     return manifest
 
 
-async def _step(argv: list[str], tool: Tool, cwd: Path, env: dict[str, str], lines: Lines) -> None:
-    shown = [tool.uv or "uv", *argv[1:]] if argv[0] == "uv" else argv
-    lines("stdout", "$ " + " ".join(shown))
+async def _step(argv: list[str], cwd: Path, env: dict[str, str], lines: Lines) -> None:
+    lines("stdout", "$ " + " ".join(argv))
     try:
-        code = await run_process(shown, cwd=cwd, env=env, on_line=lines)
+        code = await run_process(argv, cwd=cwd, env=env, on_line=lines)
     except OSError as exc:
-        raise BuildError("build_command_failed", f"{shown[0]}: {exc}") from exc
+        raise BuildError("build_command_failed", f"{argv[0]}: {exc}") from exc
     if code != 0:
         what = " ".join([Path(argv[0]).name, *argv[1:4]])
         raise BuildError("build_command_failed", f"`{what} ...` exited with code {code}")
@@ -158,7 +151,6 @@ async def _install_local(
     packages: list[str],
     target: Path,
     install: list[str],
-    tool: Tool,
     env: dict[str, str],
     lines: Lines,
 ) -> None:
@@ -188,7 +180,7 @@ async def _install_local(
             )
     built = sorted(str(wheel) for wheel in wheels.glob("*.whl"))
     if built or direct:
-        await _step([*install, *built, *direct], tool, target, env, lines)
+        await _step([*install, *built, *direct], target, env, lines)
 
 
 def _backend(source: Path) -> str:

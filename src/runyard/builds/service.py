@@ -18,9 +18,8 @@ environments carry the data directory's node id: each server builds its own.
 import asyncio
 import contextlib
 import logging
-import shutil
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ from typing import Any
 from runyard.audit.service import AuditService
 from runyard.blobs import BlobStore
 from runyard.builds import repo
-from runyard.builds.builder import BuildError, Recipe, build, choose_tool
+from runyard.builds.builder import BuildError, Recipe, build, find_uv
+from runyard.builds.disk import EnvironmentDisk
 from runyard.builds.resources import (
     TERMINAL,
     BuildFailed,
@@ -82,7 +82,7 @@ class BuildService:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._holders: dict[str, str] = {}  # key -> the build holding its lock
-        self._in_use: Counter[str] = Counter()  # environment path -> steps using it
+        self.disk = EnvironmentDisk(self.root)
         self._warming: asyncio.Task[Any] | None = None
 
     # --- the API ---
@@ -219,17 +219,9 @@ class BuildService:
             if not has_more:
                 await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
-    @contextlib.contextmanager
-    def using(self, environment: Environment) -> Iterator[None]:
+    def using(self, environment: Environment) -> contextlib.AbstractContextManager[None]:
         """Mark the environment in use (garbage collection leaves it alone meanwhile)."""
-        key = str(environment.path)
-        self._in_use[key] += 1
-        try:
-            yield
-        finally:
-            self._in_use[key] -= 1
-            if self._in_use[key] <= 0:
-                del self._in_use[key]
+        return self.disk.using(environment.path)
 
     async def environment_record(self, key: str) -> dict[str, Any] | None:
         """The stored record of a ready environment (its packages): for diagnostics."""
@@ -446,10 +438,10 @@ class BuildService:
         try:
             async with asyncio.timeout(self.settings.build_timeout_seconds):
                 bundle = await self._bundle_bytes(recipe)
-                tool = choose_tool(self.settings.build_tool)
-                manifest = await build(recipe, target, bundle=bundle, tool=tool, lines=lines)
+                uv = find_uv(self.settings.build_tool)
+                manifest = await build(recipe, target, bundle=bundle, uv=uv, lines=lines)
         except (BuildError, TimeoutError, OSError) as exc:
-            await self._remove_unused([str(target)])
+            await self.disk.remove([str(target)])
             if isinstance(exc, BuildError):
                 error = {"code": exc.code, "message": exc.message}
             elif isinstance(exc, TimeoutError):
@@ -464,7 +456,7 @@ class BuildService:
             await self._finish(row, "failed", error=error)
             return
         except asyncio.CancelledError:
-            await self._remove_unused([str(target)])
+            await self.disk.remove([str(target)])
             raise
         completed = utcnow()
         environment = Environment(
@@ -479,7 +471,7 @@ class BuildService:
             row, "ready", reused=False, environment=environment, manifest=manifest, at=completed
         )
         if replaced is not None:
-            await self._remove_unused([replaced])
+            await self.disk.remove([replaced])
         await self.collect_garbage()
 
     async def _bundle_bytes(self, recipe: Recipe) -> bytes | None:
@@ -553,7 +545,7 @@ class BuildService:
             row
             for n, row in enumerate(rows)
             if (n >= self.settings.build_keep_environments or row["last_used_at"] < oldest)
-            and row["path"] not in self._in_use
+            and row["path"] not in self.disk.in_use
         ]
         if doomed:
             async with self.db.write() as tx:
@@ -561,26 +553,9 @@ class BuildService:
                     await repo.forget_environment(tx.conn, self.node_id, row["key"], row["path"])
         kept = {row["path"] for row in rows if row not in doomed}
         building = {str(self.root / key / build_id) for key, build_id in self._holders.items()}
-        orphans = [
-            str(path)
-            for path in await asyncio.to_thread(self._directories)
-            if str(path) not in kept and str(path) not in building
-        ]
-        await self._remove_unused([row["path"] for row in doomed] + orphans)
+        orphans = [path for path in await self.disk.directories() if path not in kept | building]
+        await self.disk.remove([row["path"] for row in doomed] + orphans)
         return [row["key"] for row in doomed]
-
-    def _directories(self) -> list[Path]:
-        if not self.root.is_dir():
-            return []
-        return [build for key in self.root.iterdir() if key.is_dir() for build in key.iterdir()]
-
-    async def _remove_unused(self, paths: list[str]) -> None:
-        for path in paths:
-            if path not in self._in_use:
-                await asyncio.to_thread(shutil.rmtree, path, True)
-                parent = Path(path).parent
-                with contextlib.suppress(OSError):
-                    parent.rmdir()  # the key's directory, once empty
 
     # --- start and stop ---
 

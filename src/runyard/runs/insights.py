@@ -32,7 +32,11 @@ class RunInsights:
             spec = await pipeline_repo.version_spec(
                 conn, run["pipeline_id"], run["pipeline_version"]
             )
-        uses = {s["name"]: s["uses"] for s in [*(spec or {}).get("steps", [])]}
+        spec = spec or {}
+        uses = {
+            s["name"]: s["uses"]
+            for s in [*spec.get("steps", []), *(spec.get("rollback_steps") or [])]
+        }
         steps = []
         for step in run["steps"]:
             entry = {
@@ -54,10 +58,10 @@ class RunInsights:
     @staticmethod
     def _build(run: dict[str, Any]) -> dict[str, Any] | None:
         """What the run's ``build`` step recorded: its environment, and whether it was reused."""
-        spec_step = next((s for s in run["steps"] if s["name"] == BUILD_STEP), None)
-        if spec_step is None or not isinstance(spec_step.get("output"), dict):
+        step = next((s for s in run["steps"] if s["name"] == BUILD_STEP), None)
+        if step is None or not isinstance(step.get("output"), dict):
             return None
-        output: dict[str, Any] = spec_step["output"]
+        output: dict[str, Any] = step["output"]
         return output if "environment_key" in output else None
 
     async def _run(self, caller: Caller, run_id: str) -> dict[str, Any]:
